@@ -1,0 +1,142 @@
+package caddyfile
+
+import (
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
+)
+
+// parseWebhookAuth sets up the webhook_auth handler from Caddyfile tokens.
+//
+// Syntax:
+//
+//	webhook_auth [<matcher>] [<provider>] {
+//		secret           <secret>        # repeatable: rotation
+//		tolerance        <duration>      # replay window; 0 disables
+//		max_body         <size>
+//		methods          <method...>
+//		mode             enforce|report
+//		on_reject        respond|error
+//		signature_header <name>
+//		signature_format plain|stripe|standard
+//		signature_prefix <text>
+//		algorithm        hmac-sha1|hmac-sha256|hmac-sha512|token
+//		encoding         hex|base64|base64url
+//		signed_payload   <template>
+//		timestamp_header <name>
+//		timestamp_format unix|unix_ms|rfc3339
+//		id_header        <name>
+//		event_header     <name>
+//		secret_encoding  raw|base64|hex|whsec
+//	}
+func parseWebhookAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	const name = "webhook_auth"
+	h.Next() // the directive name
+	handler := new(webhookauth.Handler)
+	if h.NextArg() {
+		if _, err := webhookauth.LookupPreset(h.Val()); err != nil {
+			return nil, h.Errf("%s: %v", name, err)
+		}
+		handler.Provider = h.Val()
+	}
+	if h.NextArg() {
+		return nil, h.Errf("%s: unexpected argument '%s' (the provider is the only argument; settings go in the block)", name, h.Val())
+	}
+	b := newBlock(h.Dispenser, name, "secret")
+	for {
+		sub, err := b.next(0)
+		if err != nil {
+			return nil, err
+		}
+		if sub == "" {
+			break
+		}
+		if err := parseWebhookAuthSub(b, handler, sub); err != nil {
+			return nil, err
+		}
+	}
+	if len(handler.Secrets) == 0 {
+		return nil, h.Errf("%s: at least one 'secret' is required", name)
+	}
+	return handler, nil
+}
+
+func parseWebhookAuthSub(b *block, handler *webhookauth.Handler, sub string) error {
+	d := b.d
+	var err error
+	str := func(dst *string) {
+		*dst, err = b.oneArg()
+	}
+	sc := &handler.SchemeConfig
+	switch sub {
+	case "secret":
+		var s string
+		if s, err = b.oneArg(); err == nil {
+			handler.Secrets = append(handler.Secrets, s)
+		}
+	case "tolerance":
+		var dur time.Duration
+		if dur, err = b.duration(); err == nil {
+			tol := caddy.Duration(dur)
+			handler.Tolerance = &tol
+		}
+	case "max_body":
+		handler.MaxBody, err = b.size()
+	case "methods":
+		handler.Methods = d.RemainingArgs()
+		if len(handler.Methods) == 0 {
+			return d.Errf("%s: 'methods' needs at least one method", b.directive)
+		}
+	case "mode":
+		handler.Mode, err = b.choice(webhookauth.ModeEnforce, webhookauth.ModeReport)
+	case "on_reject":
+		handler.OnReject, err = b.choice(webhookauth.OnRejectRespond, webhookauth.OnRejectError)
+	case "signature_header":
+		str(&sc.SignatureHeader)
+	case "signature_format":
+		var v string
+		v, err = b.choice(string(webhookauth.FormatPlain), string(webhookauth.FormatStripe), string(webhookauth.FormatStandard))
+		sc.SignatureFormat = webhookauth.Format(v)
+	case "signature_prefix":
+		var v string
+		if v, err = b.oneArg(); err == nil {
+			sc.SignaturePrefix = &v
+		}
+	case "algorithm":
+		var v string
+		v, err = b.choice(string(webhookauth.AlgorithmHMACSHA1), string(webhookauth.AlgorithmHMACSHA256), string(webhookauth.AlgorithmHMACSHA512), string(webhookauth.AlgorithmToken))
+		sc.Algorithm = webhookauth.Algorithm(v)
+	case "encoding":
+		var v string
+		v, err = b.choice(string(webhookauth.EncodingHex), string(webhookauth.EncodingBase64), string(webhookauth.EncodingBase64URL))
+		sc.Encoding = webhookauth.Encoding(v)
+	case "signed_payload":
+		str(&sc.SignedPayload)
+		if err == nil {
+			if _, perr := webhookauth.ParseTemplate(sc.SignedPayload); perr != nil {
+				return d.Errf("%s: %v", b.directive, perr)
+			}
+		}
+	case "timestamp_header":
+		str(&sc.TimestampHeader)
+	case "timestamp_format":
+		var v string
+		v, err = b.choice(string(webhookauth.TimestampUnix), string(webhookauth.TimestampUnixMS), string(webhookauth.TimestampRFC3339))
+		sc.TimestampFormat = webhookauth.TimestampFormat(v)
+	case "id_header":
+		str(&sc.IDHeader)
+	case "event_header":
+		str(&sc.EventHeader)
+	case "secret_encoding":
+		var v string
+		v, err = b.choice(string(webhookauth.SecretRaw), string(webhookauth.SecretBase64), string(webhookauth.SecretHex), string(webhookauth.SecretWhsec))
+		sc.SecretEncoding = webhookauth.SecretEncoding(v)
+	default:
+		return b.unknown(sub)
+	}
+	return err
+}

@@ -1,0 +1,311 @@
+package webhookauth
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Modes of operation.
+const (
+	ModeEnforce = "enforce"
+	ModeReport  = "report"
+)
+
+// DefaultMaxBody is the body limit when max_body is not set: 10 MB.
+const DefaultMaxBody = 10_000_000
+
+// Handler verifies incoming webhook deliveries before they reach the next
+// handler (usually reverse_proxy): the method is allowed, the body is no
+// larger than the limit, the signature matches one of the configured
+// secrets, and the timestamp is within the replay window. Verified
+// requests go on with their body byte for byte as it arrived; others are
+// answered with a problem+json rejection (or a handler error, for
+// handle_errors).
+//
+// It sets these placeholders: {http.webhook.provider},
+// {http.webhook.id}, {http.webhook.timestamp}, {http.webhook.event},
+// {http.webhook.result} ("verified" or the rejection reason) and
+// {http.webhook.secret_index} (which configured secret matched, from 0).
+type Handler struct {
+	// Provider names a preset: github, gitlab, stripe, slack, shopify,
+	// standard or svix. Without one, the generic fields describe the
+	// scheme, starting from HMAC-SHA256 over the body, hex-encoded.
+	Provider string `json:"provider,omitempty"`
+
+	// Secrets are the shared secrets, tried in order; any one matching is
+	// enough, so a rotation lists the new and the old. Placeholders such as
+	// {env.NAME} and {file./path} are resolved when the config loads; a
+	// secret that resolves empty is a config error.
+	Secrets []string `json:"secrets,omitempty"`
+
+	// Tolerance is the replay window: the most a request's timestamp may
+	// differ from the server's clock, in either direction. By default,
+	// 5 minutes for schemes that carry a timestamp. 0 disables the check.
+	Tolerance *caddy.Duration `json:"tolerance,omitempty"`
+
+	// MaxBody is the largest body accepted, in bytes. By default, 10 MB.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// Methods are the allowed request methods. By default, POST only;
+	// others get 405 with an Allow header.
+	Methods []string `json:"methods,omitempty"`
+
+	// Mode is enforce (default) or report. In report mode every request
+	// is verified, logged and described by the placeholders, but none is
+	// refused: use it to roll out safely.
+	Mode string `json:"mode,omitempty"`
+
+	// OnReject is respond (default: an RFC 9457 problem+json answer) or
+	// error (return a handler error so handle_errors routes answer; the
+	// reason is in {http.error.message}).
+	OnReject string `json:"on_reject,omitempty"`
+
+	// The generic scheme fields; each one set overrides the preset.
+	SchemeConfig
+
+	verifier *Verifier
+	label    string
+	idField  string
+	evField  string
+	maxBody  int64
+	allow    string
+	logger   *zap.Logger
+	now      func() time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.webhook_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision compiles the scheme and resolves the secrets.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.now == nil {
+		h.now = time.Now
+	}
+	cfg := SchemeConfig{}
+	var tolerance time.Duration
+	h.label = "generic"
+	if h.Provider != "" {
+		p, err := LookupPreset(h.Provider)
+		if err != nil {
+			return err
+		}
+		cfg, tolerance, h.label = p.Scheme, p.Tolerance, p.Name
+		h.idField, h.evField = p.IDField, p.EventField
+	}
+	cfg = cfg.merge(h.SchemeConfig)
+	scheme, err := cfg.Compile()
+	if err != nil {
+		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+	}
+	if h.Provider == "" && scheme.hasTimestamp() {
+		tolerance = 5 * time.Minute
+	}
+	if h.Tolerance != nil {
+		tolerance = time.Duration(*h.Tolerance)
+		if tolerance < 0 {
+			return fmt.Errorf("webhook_auth %s: tolerance must not be negative", h.label)
+		}
+	}
+	keys, err := resolveSecrets(h.Secrets, scheme.SecretEncoding)
+	if err != nil {
+		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+	}
+	h.verifier = NewVerifier(scheme, keys, tolerance)
+
+	h.maxBody = h.MaxBody
+	if h.maxBody == 0 {
+		h.maxBody = DefaultMaxBody
+	}
+	if len(h.Methods) == 0 {
+		h.Methods = []string{http.MethodPost}
+	}
+	for i, m := range h.Methods {
+		h.Methods[i] = strings.ToUpper(m)
+	}
+	h.allow = strings.Join(h.Methods, ", ")
+	return nil
+}
+
+// Validate checks the enumerated fields.
+func (h *Handler) Validate() error {
+	switch h.Mode {
+	case "", ModeEnforce, ModeReport:
+	default:
+		return fmt.Errorf("webhook_auth: unknown mode %q (want enforce or report)", h.Mode)
+	}
+	switch h.OnReject {
+	case "", OnRejectRespond, OnRejectError:
+	default:
+		return fmt.Errorf("webhook_auth: unknown on_reject %q (want respond or error)", h.OnReject)
+	}
+	if h.MaxBody < 0 {
+		return fmt.Errorf("webhook_auth: max_body must not be negative")
+	}
+	return nil
+}
+
+// resolveSecrets replaces the global placeholders in each secret and
+// decodes it. An error names the secret by position and by the
+// placeholder the user wrote, never by its value.
+func resolveSecrets(secrets []string, enc SecretEncoding) ([][]byte, error) {
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("no secret configured: add at least one 'secret'")
+	}
+	repl := caddy.NewReplacer()
+	keys := make([][]byte, 0, len(secrets))
+	for i, s := range secrets {
+		val := repl.ReplaceKnown(s, "")
+		if val == "" {
+			return nil, fmt.Errorf("secret %d (%s) resolved to an empty value: is the environment variable set or the file present?", i, placeholderOnly(s))
+		}
+		key, err := enc.Key(val)
+		if err != nil {
+			return nil, fmt.Errorf("secret %d: %w", i, err)
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
+
+// placeholderOnly returns s when it is made only of placeholders, which is
+// the case whenever it resolved empty, and a neutral word otherwise.
+func placeholderOnly(s string) string {
+	t := strings.TrimSpace(s)
+	if strings.HasPrefix(t, "{") && strings.HasSuffix(t, "}") {
+		return t
+	}
+	return "as written"
+}
+
+// ServeHTTP verifies the request and passes it on, or refuses it.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.webhook.provider", h.label)
+
+	rej, b, err := h.check(r, repl)
+	if b != nil {
+		defer b.release()
+		if rej == nil || h.Mode == ModeReport {
+			b.attach(r)
+		}
+	}
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	if rej == nil {
+		repl.Set("http.webhook.result", resultVerified)
+		return next.ServeHTTP(w, r)
+	}
+	repl.Set("http.webhook.result", string(rej.Reason))
+	h.logRejection(r, repl, rej)
+	if h.Mode == ModeReport {
+		return next.ServeHTTP(w, r)
+	}
+	return Respond(w, rej, h.OnReject)
+}
+
+// check runs every verification step in order of cost and returns the
+// first rejection, the buffered body if it was read, and an error if the
+// body could not be read at all.
+func (h *Handler) check(r *http.Request, repl *caddy.Replacer) (*Rejection, *body, error) {
+	if !h.methodAllowed(r.Method) {
+		rej := reject(ReasonMethodNotAllowed, "the method "+strconv.Quote(r.Method)+" is not allowed here")
+		rej.setHeader("Allow", h.allow)
+		return rej, nil, nil
+	}
+	if r.ContentLength > h.maxBody {
+		return tooLarge(h.maxBody), nil, nil
+	}
+	scheme := h.verifier.scheme
+	if scheme.EventHeader != "" {
+		if ev := r.Header.Get(scheme.EventHeader); ev != "" {
+			repl.Set("http.webhook.event", ev)
+		}
+	}
+	ver, rej := h.verifier.Begin(r, h.now())
+	defer ver.Release()
+	if ver.ID != "" {
+		repl.Set("http.webhook.id", ver.ID)
+	}
+	if ver.Timestamp != "" {
+		repl.Set("http.webhook.timestamp", ver.Timestamp)
+	}
+	if rej != nil {
+		return rej, nil, nil
+	}
+	b, rej, err := readBody(r, h.maxBody)
+	if rej != nil || err != nil {
+		return rej, b, err
+	}
+	idx, rej := ver.Finish(b.buf)
+	if rej != nil {
+		return rej, b, nil
+	}
+	repl.Set("http.webhook.secret_index", idx)
+	if h.idField != "" && ver.ID == "" {
+		if id, ok := topLevelString(b.buf, h.idField); ok {
+			repl.Set("http.webhook.id", id)
+		}
+	}
+	if h.evField != "" {
+		if ev, ok := topLevelString(b.buf, h.evField); ok {
+			repl.Set("http.webhook.event", ev)
+		}
+	}
+	return nil, b, nil
+}
+
+func (h *Handler) methodAllowed(m string) bool {
+	for _, allowed := range h.Methods {
+		if m == allowed {
+			return true
+		}
+	}
+	return false
+}
+
+// logRejection writes one line per rejection. It names the delivery but
+// never includes a secret, a signature or the body.
+func (h *Handler) logRejection(r *http.Request, repl *caddy.Replacer, rej *Rejection) {
+	ce := h.logger.Check(zapcore.InfoLevel, "webhook rejected")
+	if ce == nil {
+		return
+	}
+	id, _ := repl.GetString("http.webhook.id")
+	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	ce.Write(
+		zap.String("provider", h.label),
+		zap.String("reason", string(rej.Reason)),
+		zap.String("detail", rej.Detail),
+		zap.String("id", id),
+		zap.String("client_ip", clientIP),
+		zap.String("method", r.Method),
+		zap.String("uri", r.RequestURI),
+		zap.Bool("report_only", h.Mode == ModeReport),
+	)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

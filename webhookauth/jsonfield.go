@@ -1,0 +1,125 @@
+package webhookauth
+
+import (
+	"encoding/json"
+)
+
+// topLevelString returns the value of a top-level string member of the JSON
+// object in body, such as Stripe's "id" and "type". It scans without
+// building the document and stops at the member, so it costs little even
+// on a large body. It reports false for anything that is not a JSON object
+// with that member as a string. Called only on verified bodies.
+func topLevelString(body []byte, field string) (string, bool) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return "", false
+	}
+	i++
+	for {
+		i = skipSpace(body, i)
+		if i >= len(body) || body[i] != '"' {
+			return "", false
+		}
+		keyEnd, ok := scanString(body, i)
+		if !ok {
+			return "", false
+		}
+		key := body[i:keyEnd]
+		i = skipSpace(body, keyEnd)
+		if i >= len(body) || body[i] != ':' {
+			return "", false
+		}
+		i = skipSpace(body, i+1)
+		if i >= len(body) {
+			return "", false
+		}
+		if body[i] == '"' && matchesKey(key, field) {
+			end, ok := scanString(body, i)
+			if !ok {
+				return "", false
+			}
+			var s string
+			if json.Unmarshal(body[i:end], &s) != nil {
+				return "", false
+			}
+			return s, true
+		}
+		i, ok = skipValue(body, i)
+		if !ok {
+			return "", false
+		}
+		i = skipSpace(body, i)
+		if i >= len(body) {
+			return "", false
+		}
+		switch body[i] {
+		case ',':
+			i++
+		default: // '}' or junk: the member is not there
+			return "", false
+		}
+	}
+}
+
+// matchesKey compares a quoted JSON key without escapes to name. Keys with
+// escapes never match: the providers' field names have none.
+func matchesKey(quoted []byte, name string) bool {
+	return len(quoted) == len(name)+2 && string(quoted[1:len(quoted)-1]) == name
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index just past the string that starts at b[i].
+func scanString(b []byte, i int) (int, bool) {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, true
+		}
+	}
+	return 0, false
+}
+
+// skipValue returns the index just past the value that starts at b[i]. It
+// checks nesting and strings, not the full grammar: the body has already
+// been verified, and a malformed one only means no field is found.
+func skipValue(b []byte, i int) (int, bool) {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '"':
+			end, ok := scanString(b, i)
+			if !ok {
+				return 0, false
+			}
+			i = end
+		case '{', '[':
+			depth++
+			i++
+		case '}', ']':
+			if depth == 0 {
+				return i, true
+			}
+			depth--
+			i++
+		case ',':
+			if depth == 0 {
+				return i, true
+			}
+			i++
+		default:
+			i++
+		}
+		if depth == 0 && i < len(b) && (b[i] == ',' || b[i] == '}') {
+			return i, true
+		}
+	}
+	return i, depth == 0
+}

@@ -1,0 +1,251 @@
+package webhookauth
+
+import (
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"fmt"
+	"hash"
+	"net/http"
+	"time"
+)
+
+// Algorithm names how a signature is computed from a secret and the signed
+// payload.
+type Algorithm string
+
+// Supported algorithms. AlgorithmToken is not a MAC: the sender puts the
+// shared secret itself in the signature header (GitLab), and it is compared
+// in constant time.
+const (
+	AlgorithmHMACSHA1   Algorithm = "hmac-sha1"
+	AlgorithmHMACSHA256 Algorithm = "hmac-sha256"
+	AlgorithmHMACSHA512 Algorithm = "hmac-sha512"
+	AlgorithmToken      Algorithm = "token"
+)
+
+// hashFunc returns the hash behind an HMAC algorithm, or nil for token.
+func (a Algorithm) hashFunc() (func() hash.Hash, error) {
+	switch a {
+	case AlgorithmHMACSHA1:
+		return sha1.New, nil
+	case AlgorithmHMACSHA256:
+		return sha256.New, nil
+	case AlgorithmHMACSHA512:
+		return sha512.New, nil
+	case AlgorithmToken:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown algorithm %q (want hmac-sha1, hmac-sha256, hmac-sha512 or token)", string(a))
+}
+
+// Format says how the signature header is laid out.
+type Format string
+
+const (
+	// FormatPlain is one value, optionally behind a fixed prefix such as
+	// "sha256=" (GitHub) or "v0=" (Slack).
+	FormatPlain Format = "plain"
+	// FormatStripe is a comma-separated list of key=value pairs: the
+	// timestamp under "t" and one or more signatures under the key the
+	// prefix names (for Stripe, prefix "v1=").
+	FormatStripe Format = "stripe"
+	// FormatStandard is a space-separated list of "<version>,<signature>"
+	// entries (Standard Webhooks); entries whose version does not match
+	// the prefix (for example "v1a,") are ignored.
+	FormatStandard Format = "standard"
+)
+
+func (f Format) validate() error {
+	switch f {
+	case FormatPlain, FormatStripe, FormatStandard:
+		return nil
+	}
+	return fmt.Errorf("unknown signature_format %q (want plain, stripe or standard)", string(f))
+}
+
+// TimestampFormat says how a timestamp value is written.
+type TimestampFormat string
+
+const (
+	TimestampUnix    TimestampFormat = "unix"
+	TimestampUnixMS  TimestampFormat = "unix_ms"
+	TimestampRFC3339 TimestampFormat = "rfc3339"
+)
+
+func (f TimestampFormat) validate() error {
+	switch f {
+	case TimestampUnix, TimestampUnixMS, TimestampRFC3339:
+		return nil
+	}
+	return fmt.Errorf("unknown timestamp_format %q (want unix, unix_ms or rfc3339)", string(f))
+}
+
+// Scheme is a compiled signature scheme: everything needed to find, decode
+// and check a signature on a request. Presets and the generic subdirectives
+// both end up here; a Scheme is immutable and safe for concurrent use.
+type Scheme struct {
+	SignatureHeader string
+	Format          Format
+	Prefix          string
+	Algorithm       Algorithm
+	Encoding        Encoding
+	Payload         Template
+	TimestampHeader string // empty: no timestamp, or it is in the signature (stripe)
+	TimestampFormat TimestampFormat
+	IDHeader        string
+	EventHeader     string
+	// IDField and EventField name top-level string members of a JSON body
+	// that carry the delivery id or event type when no header does
+	// (Stripe's "id" and "type").
+	IDField        string
+	EventField     string
+	SecretEncoding SecretEncoding
+
+	newHash func() hash.Hash
+	macSize int
+}
+
+// SchemeConfig holds the generic scheme fields as they appear in JSON and
+// the Caddyfile. Every field that is set overrides the provider preset.
+type SchemeConfig struct {
+	// The request header that carries the signature.
+	SignatureHeader string `json:"signature_header,omitempty"`
+	// How the signature header is laid out: plain (default), stripe
+	// (t=…,v1=…) or standard (space-separated "v1,<sig>" entries).
+	SignatureFormat Format `json:"signature_format,omitempty"`
+	// A fixed text in front of the signature, such as "sha256=". For the
+	// stripe and standard formats it selects which entries are signatures
+	// ("v1=" and "v1,"). A pointer so that an empty prefix can override a
+	// preset's.
+	SignaturePrefix *string `json:"signature_prefix,omitempty"`
+	// hmac-sha1, hmac-sha256 (default) or hmac-sha512; token compares the
+	// header with the secret itself.
+	Algorithm Algorithm `json:"algorithm,omitempty"`
+	// How the MAC is written: hex (default), base64 or base64url.
+	Encoding Encoding `json:"encoding,omitempty"`
+	// Exactly which bytes are signed, as a template over {body}, {id},
+	// {timestamp}, {method}, {url} and {header.NAME}. By default, {body}.
+	SignedPayload string `json:"signed_payload,omitempty"`
+	// The header that carries the timestamp checked against the replay
+	// window and used for {timestamp}.
+	TimestampHeader string `json:"timestamp_header,omitempty"`
+	// unix (default), unix_ms or rfc3339.
+	TimestampFormat TimestampFormat `json:"timestamp_format,omitempty"`
+	// The header that carries the delivery id, used for {id}, the
+	// {http.webhook.id} placeholder and dedup.
+	IDHeader string `json:"id_header,omitempty"`
+	// The header that names the event type, for {http.webhook.event}.
+	EventHeader string `json:"event_header,omitempty"`
+	// How configured secrets are turned into key bytes: raw (default),
+	// base64, hex or whsec (an optional "whsec_" prefix, then base64).
+	SecretEncoding SecretEncoding `json:"secret_encoding,omitempty"`
+}
+
+// merge returns base with every field that o sets replaced.
+func (base SchemeConfig) merge(o SchemeConfig) SchemeConfig {
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&base.SignatureHeader, o.SignatureHeader)
+	set((*string)(&base.SignatureFormat), string(o.SignatureFormat))
+	if o.SignaturePrefix != nil {
+		base.SignaturePrefix = o.SignaturePrefix
+	}
+	set((*string)(&base.Algorithm), string(o.Algorithm))
+	set((*string)(&base.Encoding), string(o.Encoding))
+	set(&base.SignedPayload, o.SignedPayload)
+	set(&base.TimestampHeader, o.TimestampHeader)
+	set((*string)(&base.TimestampFormat), string(o.TimestampFormat))
+	set(&base.IDHeader, o.IDHeader)
+	set(&base.EventHeader, o.EventHeader)
+	set((*string)(&base.SecretEncoding), string(o.SecretEncoding))
+	return base
+}
+
+// Compile checks a scheme configuration and fills in defaults.
+func (c SchemeConfig) Compile() (*Scheme, error) {
+	s := &Scheme{
+		SignatureHeader: http.CanonicalHeaderKey(c.SignatureHeader),
+		Format:          c.SignatureFormat,
+		Algorithm:       c.Algorithm,
+		Encoding:        c.Encoding,
+		TimestampHeader: http.CanonicalHeaderKey(c.TimestampHeader),
+		TimestampFormat: c.TimestampFormat,
+		IDHeader:        http.CanonicalHeaderKey(c.IDHeader),
+		EventHeader:     http.CanonicalHeaderKey(c.EventHeader),
+		SecretEncoding:  c.SecretEncoding,
+	}
+	if c.SignaturePrefix != nil {
+		s.Prefix = *c.SignaturePrefix
+	}
+	if s.SignatureHeader == "" {
+		return nil, fmt.Errorf("no signature_header: name a provider or set signature_header")
+	}
+	if s.Format == "" {
+		s.Format = FormatPlain
+	}
+	if s.Algorithm == "" {
+		s.Algorithm = AlgorithmHMACSHA256
+	}
+	if s.Encoding == "" {
+		s.Encoding = EncodingHex
+	}
+	if s.TimestampFormat == "" {
+		s.TimestampFormat = TimestampUnix
+	}
+	if s.SecretEncoding == "" {
+		s.SecretEncoding = SecretRaw
+	}
+	if err := s.Format.validate(); err != nil {
+		return nil, err
+	}
+	if err := s.TimestampFormat.validate(); err != nil {
+		return nil, err
+	}
+	if err := s.Encoding.validate(); err != nil {
+		return nil, err
+	}
+	if err := s.SecretEncoding.validate(); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.newHash, err = s.Algorithm.hashFunc(); err != nil {
+		return nil, err
+	}
+	if s.newHash != nil {
+		s.macSize = s.newHash().Size()
+	}
+	if s.Format != FormatPlain && s.Prefix == "" {
+		return nil, fmt.Errorf("signature_format %s needs a signature_prefix naming the signature entries (such as \"v1=\" or \"v1,\")", s.Format)
+	}
+	if s.Algorithm == AlgorithmToken && (s.Format != FormatPlain || c.SignedPayload != "") {
+		return nil, fmt.Errorf("algorithm token compares the header with the secret: it takes neither signature_format nor signed_payload")
+	}
+	payload := c.SignedPayload
+	if payload == "" {
+		payload = "{body}"
+	}
+	if s.Payload, err = ParseTemplate(payload); err != nil {
+		return nil, err
+	}
+	if s.Payload.Uses(TokenTimestamp) && !s.hasTimestamp() {
+		return nil, fmt.Errorf("signed_payload uses {timestamp} but the scheme has no timestamp_header")
+	}
+	if s.Payload.Uses(TokenID) && s.IDHeader == "" {
+		return nil, fmt.Errorf("signed_payload uses {id} but the scheme has no id_header")
+	}
+	return s, nil
+}
+
+// hasTimestamp reports whether requests carry a timestamp for this scheme.
+func (s *Scheme) hasTimestamp() bool {
+	return s.TimestampHeader != "" || s.Format == FormatStripe
+}
+
+// parseTimestamp reads a timestamp in the scheme's format.
+func (s *Scheme) parseTimestamp(v string) (time.Time, bool) {
+	return parseTimestamp(s.TimestampFormat, v)
+}

@@ -1,0 +1,119 @@
+package webhookauth
+
+import (
+	"crypto/sha256"
+	"strings"
+)
+
+// maxCandidates bounds how many signatures one header may carry, so a
+// hostile header cannot make verification do unbounded work.
+const maxCandidates = 8
+
+// candidates holds the decoded signatures found in a signature header.
+type candidates struct {
+	sig [maxCandidates][64]byte
+	n   int
+	// timestamp is the t= value of a stripe-format header.
+	timestamp string
+}
+
+func (c *candidates) reset() {
+	c.n = 0
+	c.timestamp = ""
+}
+
+// parseSignature finds and decodes the signatures in the values of the
+// signature header. It allocates nothing. A header that is absent or blank
+// is signature_missing; one that is sent twice, lacks the prefix, is badly
+// encoded or has the wrong length is signature_malformed.
+func (s *Scheme) parseSignature(values []string, c *candidates) *Rejection {
+	c.reset()
+	if len(values) == 0 {
+		return reject(ReasonSignatureMissing, "the request has no "+s.SignatureHeader+" header")
+	}
+	if len(values) > 1 {
+		return reject(ReasonSignatureMalformed, "the "+s.SignatureHeader+" header is sent more than once")
+	}
+	v := strings.TrimSpace(values[0])
+	if v == "" {
+		return reject(ReasonSignatureMissing, "the "+s.SignatureHeader+" header is empty")
+	}
+	if s.Algorithm == AlgorithmToken {
+		// Compare digests, not the token itself, so that the comparison
+		// takes the same time whatever the token's length.
+		sum := sha256.Sum256(unsafeBytes(v))
+		copy(c.sig[0][:], sum[:])
+		c.n = 1
+		return nil
+	}
+	switch s.Format {
+	case FormatPlain:
+		text, ok := strings.CutPrefix(v, s.Prefix)
+		if !ok {
+			return reject(ReasonSignatureMalformed, "the "+s.SignatureHeader+" header does not start with \""+s.Prefix+"\"")
+		}
+		if !s.addCandidate(c, text) {
+			return reject(ReasonSignatureMalformed, "the "+s.SignatureHeader+" header is not a "+string(s.Encoding)+"-encoded "+string(s.Algorithm)+" signature")
+		}
+		return nil
+	case FormatStripe:
+		return s.parseList(v, ',', c)
+	case FormatStandard:
+		return s.parseList(v, ' ', c)
+	}
+	return reject(ReasonSignatureMalformed, "unsupported signature format")
+}
+
+// parseList reads a list of entries separated by sep. Entries that start
+// with the prefix are signatures; in the stripe format "t=" carries the
+// timestamp; all other entries are ignored, as the providers specify.
+func (s *Scheme) parseList(v string, sep byte, c *candidates) *Rejection {
+	seen := 0
+	for rest := v; rest != ""; {
+		var entry string
+		if i := strings.IndexByte(rest, sep); i >= 0 {
+			entry, rest = rest[:i], rest[i+1:]
+		} else {
+			entry, rest = rest, ""
+		}
+		entry = strings.TrimSpace(entry)
+		if s.Format == FormatStripe {
+			if ts, ok := strings.CutPrefix(entry, "t="); ok {
+				if c.timestamp != "" {
+					return reject(ReasonSignatureMalformed, "the "+s.SignatureHeader+" header has more than one timestamp")
+				}
+				c.timestamp = ts
+				continue
+			}
+		}
+		text, ok := strings.CutPrefix(entry, s.Prefix)
+		if !ok {
+			continue
+		}
+		seen++
+		if seen > maxCandidates {
+			return reject(ReasonSignatureMalformed, "the "+s.SignatureHeader+" header has too many signatures")
+		}
+		s.addCandidate(c, text)
+	}
+	if c.n == 0 {
+		if seen == 0 {
+			return reject(ReasonSignatureMalformed, "the "+s.SignatureHeader+" header has no \""+s.Prefix+"\" signature")
+		}
+		return reject(ReasonSignatureMalformed, "no signature in the "+s.SignatureHeader+" header is a "+string(s.Encoding)+"-encoded "+string(s.Algorithm)+" signature")
+	}
+	return nil
+}
+
+// addCandidate decodes text and keeps it if it has the MAC's length.
+func (s *Scheme) addCandidate(c *candidates, text string) bool {
+	if c.n == maxCandidates {
+		return false
+	}
+	n, ok := s.Encoding.decode(c.sig[c.n][:], text)
+	if !ok || n != s.macSize {
+		return false
+	}
+	c.n++
+	return true
+}

@@ -1,0 +1,146 @@
+package webhookauth
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// TokenKind is one kind of value a signed-payload template can insert.
+type TokenKind uint8
+
+const (
+	TokenLiteral TokenKind = iota
+	TokenBody
+	TokenID
+	TokenTimestamp
+	TokenMethod
+	TokenURL
+	TokenHeader
+)
+
+// Segment is one piece of a template: literal text, or a token to fill in
+// from the request. For TokenHeader, Text is the canonical header name.
+type Segment struct {
+	Kind TokenKind
+	Text string
+}
+
+// Template describes exactly which bytes a sender signs, such as
+// "{timestamp}.{body}" for Stripe or "v0:{timestamp}:{body}" for Slack. It
+// is written segment by segment into the MAC, so the body is never copied
+// to build the payload.
+type Template struct {
+	Segments []Segment
+	source   string
+}
+
+// String returns the template as it was written.
+func (t Template) String() string { return t.source }
+
+// Uses reports whether the template contains a token of kind k.
+func (t Template) Uses(k TokenKind) bool {
+	for _, s := range t.Segments {
+		if s.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseTemplate parses a signed-payload template. Tokens are {body}, {id},
+// {timestamp}, {method}, {url} and {header.NAME}; everything else is
+// literal text. A '{' that does not open a known token is an error, so a
+// typo cannot silently change what is verified.
+func ParseTemplate(src string) (Template, error) {
+	t := Template{source: src}
+	lit := func(s string) {
+		if s == "" {
+			return
+		}
+		if n := len(t.Segments); n > 0 && t.Segments[n-1].Kind == TokenLiteral {
+			t.Segments[n-1].Text += s
+			return
+		}
+		t.Segments = append(t.Segments, Segment{Kind: TokenLiteral, Text: s})
+	}
+	rest := src
+	for rest != "" {
+		open := strings.IndexByte(rest, '{')
+		if open < 0 {
+			lit(rest)
+			break
+		}
+		lit(rest[:open])
+		end := strings.IndexByte(rest[open:], '}')
+		if end < 0 {
+			return Template{}, fmt.Errorf("signed_payload %q: unclosed '{'", src)
+		}
+		name := rest[open+1 : open+end]
+		rest = rest[open+end+1:]
+		var seg Segment
+		switch name {
+		case "body":
+			seg.Kind = TokenBody
+		case "id":
+			seg.Kind = TokenID
+		case "timestamp":
+			seg.Kind = TokenTimestamp
+		case "method":
+			seg.Kind = TokenMethod
+		case "url":
+			seg.Kind = TokenURL
+		default:
+			h, ok := strings.CutPrefix(name, "header.")
+			if !ok || h == "" || strings.ContainsAny(h, "{ \t") {
+				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url} or {header.NAME})", src, name)
+			}
+			seg = Segment{Kind: TokenHeader, Text: http.CanonicalHeaderKey(h)}
+		}
+		t.Segments = append(t.Segments, seg)
+	}
+	if len(t.Segments) == 0 {
+		return Template{}, fmt.Errorf("signed_payload is empty")
+	}
+	return t, nil
+}
+
+// payloadValues are the request values a template may insert.
+type payloadValues struct {
+	body      []byte
+	id        string
+	timestamp string
+	method    string
+	url       string
+	header    http.Header
+}
+
+// byteWriter is what a template is written to: a MAC, or a buffer in
+// tests. scratch is reused for string values so that writing them does not
+// allocate.
+func (t Template) writeTo(w interface{ Write([]byte) (int, error) }, v *payloadValues, scratch *[]byte) {
+	str := func(s string) {
+		*scratch = append((*scratch)[:0], s...)
+		w.Write(*scratch)
+	}
+	for _, s := range t.Segments {
+		switch s.Kind {
+		case TokenLiteral:
+			str(s.Text)
+		case TokenBody:
+			w.Write(v.body)
+		case TokenID:
+			str(v.id)
+		case TokenTimestamp:
+			str(v.timestamp)
+		case TokenMethod:
+			str(v.method)
+		case TokenURL:
+			str(v.url)
+		case TokenHeader:
+			if vals := v.header[s.Text]; len(vals) > 0 {
+				str(vals[0])
+			}
+		}
+	}
+}

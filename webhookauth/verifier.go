@@ -1,0 +1,180 @@
+package webhookauth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"hash"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Verifier checks requests against one scheme and an ordered list of keys
+// (several during a secret rotation; any one matching is enough). It is
+// safe for concurrent use and, once warm, verifies without allocating: MAC
+// states and scratch space are pooled and reset between requests.
+type Verifier struct {
+	scheme    *Scheme
+	keys      [][]byte
+	digests   [][sha256.Size]byte // token algorithm: sha256 of each secret
+	tolerance time.Duration
+	pool      sync.Pool
+}
+
+// NewVerifier returns a Verifier for scheme with the given keys, which must
+// already be decoded (see SecretEncoding.Key). tolerance is the replay
+// window in both directions; 0 disables the check.
+func NewVerifier(scheme *Scheme, keys [][]byte, tolerance time.Duration) *Verifier {
+	v := &Verifier{scheme: scheme, keys: keys, tolerance: tolerance}
+	if scheme.Algorithm == AlgorithmToken {
+		for _, k := range keys {
+			v.digests = append(v.digests, sha256.Sum256(k))
+		}
+	}
+	v.pool.New = func() any {
+		st := &Verification{v: v, scratch: make([]byte, 0, 256)}
+		if scheme.newHash != nil {
+			st.macs = make([]hash.Hash, len(keys))
+			for i, k := range keys {
+				st.macs[i] = hmac.New(scheme.newHash, k)
+			}
+		}
+		return st
+	}
+	return v
+}
+
+// Scheme returns the verifier's scheme.
+func (v *Verifier) Scheme() *Scheme { return v.scheme }
+
+// Verification is one request going through a Verifier: Begin checks what
+// can be checked from the headers alone, Finish checks the MAC over the
+// body. Release returns it to the pool; it must not be used after that.
+type Verification struct {
+	v       *Verifier
+	macs    []hash.Hash
+	sum     [64]byte
+	scratch []byte
+	cands   candidates
+	values  payloadValues
+
+	// Timestamp is the request's timestamp as sent, and ID its delivery
+	// id, when the scheme has them.
+	Timestamp string
+	ID        string
+}
+
+// Begin starts verifying r at time now. It parses the signature header and
+// checks the timestamp against the replay window, so that requests that
+// cannot be valid are refused before their body is read.
+func (v *Verifier) Begin(r *http.Request, now time.Time) (*Verification, *Rejection) {
+	st := v.pool.Get().(*Verification)
+	s := v.scheme
+	if rej := s.parseSignature(r.Header[s.SignatureHeader], &st.cands); rej != nil {
+		return st, rej
+	}
+	st.values = payloadValues{method: r.Method, header: r.Header}
+	st.Timestamp, st.ID = "", ""
+	if s.hasTimestamp() {
+		if rej := st.checkTimestamp(r, now); rej != nil {
+			return st, rej
+		}
+	}
+	if s.IDHeader != "" {
+		ids := r.Header[s.IDHeader]
+		if len(ids) > 1 {
+			return st, reject(ReasonSignatureMalformed, "the "+s.IDHeader+" header is sent more than once")
+		}
+		if len(ids) == 1 {
+			st.ID = ids[0]
+		} else if s.Payload.Uses(TokenID) {
+			return st, reject(ReasonSignatureMalformed, "the request has no "+s.IDHeader+" header, which the signature covers")
+		}
+	}
+	st.values.id = st.ID
+	st.values.timestamp = st.Timestamp
+	if s.Payload.Uses(TokenURL) {
+		st.values.url = requestURL(r)
+	}
+	return st, nil
+}
+
+func (st *Verification) checkTimestamp(r *http.Request, now time.Time) *Rejection {
+	s := st.v.scheme
+	var ts string
+	if s.Format == FormatStripe {
+		ts = st.cands.timestamp
+		if ts == "" {
+			return reject(ReasonTimestampInvalid, "the "+s.SignatureHeader+" header has no t= timestamp")
+		}
+	} else {
+		vals := r.Header[s.TimestampHeader]
+		switch {
+		case len(vals) == 0 || vals[0] == "":
+			return reject(ReasonTimestampInvalid, "the request has no "+s.TimestampHeader+" header")
+		case len(vals) > 1:
+			return reject(ReasonTimestampInvalid, "the "+s.TimestampHeader+" header is sent more than once")
+		}
+		ts = vals[0]
+	}
+	t, ok := s.parseTimestamp(ts)
+	if !ok {
+		return reject(ReasonTimestampInvalid, "the timestamp is not a valid "+string(s.TimestampFormat)+" time")
+	}
+	st.Timestamp = ts
+	if tol := st.v.tolerance; tol > 0 {
+		if d := now.Sub(t); d > tol || d < -tol {
+			return reject(ReasonTimestampOutOfWindow, "the timestamp is more than "+tol.String()+" away from the server's clock")
+		}
+	}
+	return nil
+}
+
+// Finish checks the signature over body and returns the index of the
+// secret that matched.
+func (st *Verification) Finish(body []byte) (int, *Rejection) {
+	v := st.v
+	if v.scheme.Algorithm == AlgorithmToken {
+		for i := range v.digests {
+			if hmac.Equal(st.cands.sig[0][:sha256.Size], v.digests[i][:]) {
+				return i, nil
+			}
+		}
+		return -1, reject(ReasonSignatureInvalid, "the token does not match any configured secret")
+	}
+	st.values.body = body
+	size := v.scheme.macSize
+	match := -1
+	for i, mac := range st.macs {
+		mac.Reset()
+		v.scheme.Payload.writeTo(mac, &st.values, &st.scratch)
+		sum := mac.Sum(st.sum[:0])
+		for j := 0; j < st.cands.n; j++ {
+			if hmac.Equal(sum, st.cands.sig[j][:size]) && match < 0 {
+				match = i
+			}
+		}
+	}
+	st.values.body = nil
+	if match < 0 {
+		return -1, reject(ReasonSignatureInvalid, "the signature does not match the body with any configured secret")
+	}
+	return match, nil
+}
+
+// Release returns the verification's state to its verifier's pool.
+func (st *Verification) Release() {
+	st.values = payloadValues{}
+	st.v.pool.Put(st)
+}
+
+// requestURL is the full URL the sender addressed, as signed by schemes
+// that cover it: the original request, before any rewrite.
+func requestURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + r.RequestURI
+}
+
