@@ -226,10 +226,16 @@ func TestBadInputsNeverReachTheBackend(t *testing.T) {
 
 func TestVerifiedRequestIsForwardedExactly(t *testing.T) {
 	bodies := map[string][]byte{
-		"json":   []byte(`{"id":"evt_1","type":"charge.succeeded","data":{"amount":100}}`),
-		"form":   []byte("token=abc&text=hello+world&response_url=https%3A%2F%2Fexample.com"),
-		"binary": func() []byte { b := make([]byte, 4096); for i := range b { b[i] = byte(i * 7) }; return b }(),
-		"empty":  {},
+		"json": []byte(`{"id":"evt_1","type":"charge.succeeded","data":{"amount":100}}`),
+		"form": []byte("token=abc&text=hello+world&response_url=https%3A%2F%2Fexample.com"),
+		"binary": func() []byte {
+			b := make([]byte, 4096)
+			for i := range b {
+				b[i] = byte(i * 7)
+			}
+			return b
+		}(),
+		"empty": {},
 	}
 	for kind, body := range bodies {
 		for _, chunked := range []bool{false, true} {

@@ -50,7 +50,9 @@ func (t Template) Uses(k TokenKind) bool {
 
 // ParseTemplate parses a signed-payload template. Tokens are {body}, {id},
 // {timestamp}, {method}, {url} and {header.NAME}; everything else is
-// literal text. A '{' that does not open a known token is an error, so a
+// literal text, taken as written (no escapes). The long forms
+// {http.request.method} and {http.request.header.NAME} are accepted too. A
+// '{' that does not open a known token is an error, so a
 // typo cannot silently change what is verified.
 func ParseTemplate(src string) (Template, error) {
 	t := Template{source: src}
@@ -78,6 +80,11 @@ func ParseTemplate(src string) (Template, error) {
 		}
 		name := rest[open+1 : open+end]
 		rest = rest[open+end+1:]
+		// The Caddyfile expands the shorthands {method} and {header.*}
+		// to their full names before we see them; accept both.
+		if full, ok := strings.CutPrefix(name, "http.request."); ok && (full == "method" || strings.HasPrefix(full, "header.")) {
+			name = full
+		}
 		var seg Segment
 		switch name {
 		case "body":

@@ -177,4 +177,3 @@ func requestURL(r *http.Request) string {
 	}
 	return scheme + "://" + r.Host + r.RequestURI
 }
-

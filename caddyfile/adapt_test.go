@@ -1,0 +1,114 @@
+package caddyfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected JSON of the adapt golden files")
+
+const separator = "----------"
+
+// TestAdaptGolden adapts every testdata/*.caddyfiletest (a Caddyfile, a
+// line of dashes, the expected JSON) and compares the result.
+func TestAdaptGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			caddyfileText, expected, ok := strings.Cut(string(raw), separator+"\n")
+			if !ok {
+				t.Fatalf("%s has no %s line", f, separator)
+			}
+			if *update {
+				out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfileText), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var pretty bytes.Buffer
+				if err := json.Indent(&pretty, out, "", "\t"); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(f, []byte(caddyfileText+separator+"\n"+pretty.String()+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !caddytest.CompareAdapt(t, f, caddyfileText, "caddyfile", strings.TrimRight(expected, "\n")) {
+				t.Fatalf("%s: adapted JSON differs (see the diff above)", f)
+			}
+		})
+	}
+}
+
+// TestAdaptErrors checks that bad configurations fail with a message
+// that says what is wrong.
+func TestAdaptErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, caddyfile, want string
+	}{
+		{"unknown subdirective", `webhook_auth github {
+			secret s
+			secrte t
+		}`, "webhook_auth: unknown subdirective 'secrte'"},
+		{"repeated subdirective", `webhook_auth github {
+			secret s
+			max_body 1MB
+			max_body 2MB
+		}`, "webhook_auth: subdirective 'max_body' given more than once"},
+		{"unknown provider", `webhook_auth gitbub {
+			secret s
+		}`, `unknown provider "gitbub"`},
+		{"no secret", `webhook_auth github`, "at least one 'secret' is required"},
+		{"two providers", `webhook_auth github stripe {
+			secret s
+		}`, "unexpected argument 'stripe'"},
+		{"bad size", `webhook_auth github {
+			secret s
+			max_body lots
+		}`, "'max_body lots' is not a valid size"},
+		{"bad duration", `webhook_auth stripe {
+			secret s
+			tolerance soon
+		}`, "'tolerance soon' is not a valid duration"},
+		{"bad choice", `webhook_auth {
+			secret s
+			signature_header X-Sig
+			algorithm md5
+		}`, "'algorithm md5' is not valid"},
+		{"bad template", `webhook_auth {
+			secret s
+			signature_header X-Sig
+			signed_payload "{timestamp}.{bdy}"
+		}`, "unknown token {bdy}"},
+		{"secret without value", `webhook_auth github {
+			secret
+		}`, "'secret' takes exactly one argument"},
+		{"methods without value", `webhook_auth github {
+			secret s
+			methods
+		}`, "'methods' needs at least one method"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := ":8080 {\n" + c.caddyfile + "\n}\n"
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), nil)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
