@@ -3,10 +3,14 @@
 //
 //	xcaddy build --with github.com/webhookauth/caddy-webhookauth
 //
-// brings the webhook_auth handler and its Caddyfile directive.
+// brings the webhook_auth and webhook_rate_limit handlers, the webhook app
+// and their Caddyfile directives.
 package caddywebhookauth
 
 import (
 	// The Caddyfile surface imports and registers every module.
 	_ "github.com/webhookauth/caddy-webhookauth/caddyfile"
+	_ "github.com/webhookauth/caddy-webhookauth/ratelimit"
+	_ "github.com/webhookauth/caddy-webhookauth/store"
+	_ "github.com/webhookauth/caddy-webhookauth/webhookauth"
 )

@@ -4,6 +4,7 @@
 package caddyfile
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -98,3 +99,7 @@ func (b *block) duration() (time.Duration, error) {
 func (b *block) unknown(name string) error {
 	return b.d.Errf("%s: unknown subdirective '%s'", b.directive, name)
 }
+
+// errorf builds a parse error without a position; callers wrap it with
+// the dispenser's Errf.
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -10,4 +10,8 @@ func init() {
 	// neither handle, route nor reverse_proxy sees an unverified request,
 	// and after rewrite/uri, which only change where it goes.
 	httpcaddyfile.RegisterDirectiveOrder("webhook_auth", httpcaddyfile.Before, "basic_auth")
+
+	// Rate limiting is cheap and runs before any hashing.
+	httpcaddyfile.RegisterHandlerDirective("webhook_rate_limit", parseRateLimit)
+	httpcaddyfile.RegisterDirectiveOrder("webhook_rate_limit", httpcaddyfile.Before, "webhook_auth")
 }

@@ -1,0 +1,265 @@
+package ratelimit
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// DefaultKey is the key when none is set: the client's IP as Caddy sees
+// it, which honours the server's trusted_proxies.
+const DefaultKey = "{http.vars.client_ip}"
+
+// On store error policies.
+const (
+	OnStoreErrorReject = "reject"
+	OnStoreErrorAllow  = "allow"
+)
+
+// validName is what a limiter name may contain; it appears quoted in the
+// RateLimit header fields.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// Handler limits the rate of requests per key with GCRA before anything
+// expensive happens. Requests over the limit get 429 with Retry-After and
+// the IETF RateLimit-Policy and RateLimit header fields, in the same
+// problem+json form as webhook_auth.
+//
+// Several handlers in one route stack: for example one per client and one
+// global. Each keeps its own state, which survives config reloads.
+//
+// It sets the placeholders {http.webhook.rate_limit.name},
+// {http.webhook.rate_limit.remaining} and
+// {http.webhook.rate_limit.retry_after} (whole seconds; 0 when admitted),
+// and {http.webhook.result} to rate_limited when it refuses.
+type Handler struct {
+	// Name identifies the limiter in headers, logs and metrics. Handlers
+	// with the same name and store share state on purpose; unnamed ones
+	// never share.
+	Name string `json:"name,omitempty"`
+
+	// Key is a placeholder template that selects whose budget a request
+	// spends. By default, {http.vars.client_ip}.
+	Key string `json:"key,omitempty"`
+
+	// Rate is how many events each key may have per Window.
+	Rate int64 `json:"rate,omitempty"`
+
+	// Window is the period of Rate.
+	Window caddy.Duration `json:"window,omitempty"`
+
+	// Burst is how many events may come at once from idle. By default,
+	// Rate.
+	Burst int64 `json:"burst,omitempty"`
+
+	// MaxKeys bounds the memory store: by default 1,000,000 keys, after
+	// which a new key evicts the entry closest to draining.
+	MaxKeys int `json:"max_keys,omitempty"`
+
+	// Store is where state lives: memory (default, this process only) or
+	// the name of a shared store of the webhook app.
+	Store string `json:"store,omitempty"`
+
+	// OnStoreError is reject (default: 503 with Retry-After, reason
+	// store_unavailable) or allow (let the request through and log it)
+	// when the store cannot decide.
+	OnStoreError string `json:"on_store_error,omitempty"`
+
+	// Headers adds RateLimit-Policy and RateLimit to admitted responses
+	// too. Refused responses always carry them.
+	Headers bool `json:"headers,omitempty"`
+
+	// OnReject is respond (default, problem+json) or error (a handler
+	// error for handle_errors).
+	OnReject string `json:"on_reject,omitempty"`
+
+	limit     Limit
+	store     Store
+	poolKey   string
+	keyPrefix string
+	policy    string
+	label     string
+	logger    *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.webhook_rate_limit",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// memoryStores keeps memory stores alive across config reloads.
+var memoryStores = caddy.NewUsagePool()
+
+// Provision sets up the limit and finds the store.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Key == "" {
+		h.Key = DefaultKey
+	}
+	h.limit = Limit{Rate: h.Rate, Window: time.Duration(h.Window), Burst: h.Burst}
+	if err := h.limit.Validate(); err != nil {
+		return fmt.Errorf("webhook_rate_limit: %w", err)
+	}
+	if h.Name != "" && !validName.MatchString(h.Name) {
+		return fmt.Errorf("webhook_rate_limit: name %q may only contain letters, digits, '_', '.' and '-'", h.Name)
+	}
+	h.label = h.Name
+	if h.label == "" {
+		h.label = "webhook"
+	}
+	identity := "name:" + h.Name
+	if h.Name == "" {
+		appIface, err := ctx.App("webhook")
+		if err != nil {
+			return fmt.Errorf("webhook_rate_limit: loading the webhook app: %w", err)
+		}
+		seq, ok := appIface.(interface{ Sequence(string) int })
+		if !ok {
+			return fmt.Errorf("webhook_rate_limit: the webhook app does not number handlers")
+		}
+		identity = fmt.Sprintf("unnamed:%d:%s:%d/%s:%d", seq.Sequence("webhook_rate_limit"), h.Key, h.Rate, time.Duration(h.Window), h.Burst)
+	}
+	h.keyPrefix = identity + "\x00"
+	switch h.Store {
+	case "", "memory":
+		h.poolKey = identity
+		val, _, _ := memoryStores.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
+			return NewMemoryStore(h.MaxKeys, nil), nil
+		})
+		mem := val.(*MemoryStore)
+		mem.SetMaxKeys(h.MaxKeys)
+		h.store = mem
+		h.keyPrefix = "" // the store is this limiter's alone
+	default:
+		appIface, err := ctx.App("webhook")
+		if err != nil {
+			return fmt.Errorf("webhook_rate_limit: loading the webhook app: %w", err)
+		}
+		provider, ok := appIface.(StoreProvider)
+		if !ok {
+			return fmt.Errorf("webhook_rate_limit: store %q: the webhook app provides no shared stores", h.Store)
+		}
+		if h.store, err = provider.RateLimitStore(h.Store); err != nil {
+			return fmt.Errorf("webhook_rate_limit: %w", err)
+		}
+	}
+	h.policy = fmt.Sprintf("%q;q=%d;w=%d", h.label, h.Rate, ceilSeconds(time.Duration(h.Window)))
+	return nil
+}
+
+// Validate checks the enumerated fields.
+func (h *Handler) Validate() error {
+	switch h.OnStoreError {
+	case "", OnStoreErrorReject, OnStoreErrorAllow:
+	default:
+		return fmt.Errorf("webhook_rate_limit: unknown on_store_error %q (want reject or allow)", h.OnStoreError)
+	}
+	switch h.OnReject {
+	case "", webhookauth.OnRejectRespond, webhookauth.OnRejectError:
+	default:
+		return fmt.Errorf("webhook_rate_limit: unknown on_reject %q (want respond or error)", h.OnReject)
+	}
+	if h.MaxKeys < 0 {
+		return fmt.Errorf("webhook_rate_limit: max_keys must not be negative")
+	}
+	return nil
+}
+
+// Cleanup releases the memory store; it lives on while a newer config
+// uses it.
+func (h *Handler) Cleanup() error {
+	if h.poolKey != "" {
+		_, err := memoryStores.Delete(h.poolKey)
+		return err
+	}
+	return nil
+}
+
+// ServeHTTP spends one event of the request's key.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	key := repl.ReplaceAll(h.Key, "")
+	if h.keyPrefix != "" {
+		key = h.keyPrefix + key
+	}
+	d, err := h.store.Take(r.Context(), key, h.limit)
+	if err != nil {
+		return h.storeFailed(w, r, next, repl, err)
+	}
+	retryAfter := int64(0)
+	if !d.Allowed {
+		retryAfter = ceilSeconds(d.RetryAfter)
+	}
+	repl.Set("http.webhook.rate_limit.name", h.label)
+	repl.Set("http.webhook.rate_limit.remaining", d.Remaining)
+	repl.Set("http.webhook.rate_limit.retry_after", retryAfter)
+	if d.Allowed {
+		if h.Headers {
+			h.setHeaders(w.Header(), d)
+		}
+		return next.ServeHTTP(w, r)
+	}
+	h.setHeaders(w.Header(), d)
+	repl.Set("http.webhook.result", string(webhookauth.ReasonRateLimited))
+	rej := &webhookauth.Rejection{
+		Reason: webhookauth.ReasonRateLimited,
+		Detail: "too many requests for this key; retry after " + strconv.FormatInt(retryAfter, 10) + "s",
+	}
+	if ce := h.logger.Check(zapcore.InfoLevel, "webhook rate limited"); ce != nil {
+		clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		ce.Write(zap.String("limiter", h.label), zap.String("client_ip", clientIP), zap.Int64("retry_after", retryAfter))
+	}
+	return webhookauth.Respond(w, rej.WithRetryAfter(retryAfter), h.OnReject)
+}
+
+// setHeaders adds the IETF RateLimit header fields
+// (draft-ietf-httpapi-ratelimit-headers): the policy (quota q per window w
+// seconds) and the current state (r remaining, t seconds until the key's
+// budget is full again). Stacked limiters each add their own item.
+func (h *Handler) setHeaders(hdr http.Header, d Decision) {
+	hdr.Add("RateLimit-Policy", h.policy)
+	hdr.Add("RateLimit", strconv.Quote(h.label)+";r="+strconv.FormatInt(d.Remaining, 10)+";t="+strconv.FormatInt(ceilSeconds(d.ResetAfter), 10))
+}
+
+// storeFailed applies on_store_error.
+func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
+	allow := h.OnStoreError == OnStoreErrorAllow
+	if ce := h.logger.Check(zapcore.WarnLevel, "webhook rate limit store unavailable"); ce != nil {
+		ce.Write(zap.String("limiter", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err))
+	}
+	if allow {
+		return next.ServeHTTP(w, r)
+	}
+	repl.Set("http.webhook.result", string(webhookauth.ReasonStoreUnavailable))
+	rej := &webhookauth.Rejection{Reason: webhookauth.ReasonStoreUnavailable, Detail: "the rate limit store is unavailable; retry shortly"}
+	return webhookauth.Respond(w, rej.WithRetryAfter(1), h.OnReject)
+}
+
+// ceilSeconds rounds d up to whole seconds.
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
