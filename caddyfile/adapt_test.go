@@ -102,6 +102,40 @@ func TestAdaptErrors(t *testing.T) {
 			secret s
 			methods
 		}`, "'methods' needs at least one method"},
+		{"zero events", `webhook_rate_limit {
+			rate 0/1m
+		}`, "the number of events must be at least 1"},
+		{"zero window", `webhook_rate_limit {
+			rate 10/0s
+		}`, "the window must be longer than 0"},
+		{"words for events", `webhook_rate_limit {
+			rate ten/1m
+		}`, `"ten" is not a whole number of events`},
+		{"no slash", `webhook_rate_limit {
+			rate 10
+		}`, "must be <events>/<window>"},
+		{"bad window", `webhook_rate_limit {
+			rate 10/fortnight
+		}`, `"fortnight" is not a duration`},
+		{"negative burst", `webhook_rate_limit {
+			rate 10/1m
+			burst -5
+		}`, "'burst -5' must be a whole number of at least 1"},
+		{"no rate", `webhook_rate_limit {
+			burst 5
+		}`, "'rate' is required"},
+		{"repeated rate", `webhook_rate_limit {
+			rate 10/1m
+			rate 20/1m
+		}`, "subdirective 'rate' given more than once"},
+		{"unknown rate limit subdirective", `webhook_rate_limit {
+			rate 10/1m
+			limit 5
+		}`, "webhook_rate_limit: unknown subdirective 'limit'"},
+		{"bad headers value", `webhook_rate_limit {
+			rate 10/1m
+			headers yes
+		}`, "'headers yes' is not valid"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			src := ":8080 {\n" + c.caddyfile + "\n}\n"
