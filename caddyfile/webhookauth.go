@@ -32,6 +32,10 @@ import (
 //		id_header        <name>
 //		event_header     <name>
 //		secret_encoding  raw|base64|hex|whsec
+//		dedup            [<ttl>]         # default 72h
+//		dedup_claim_ttl  <duration>      # default 1m
+//		store            memory|redis
+//		on_store_error   reject|allow
 //	}
 func parseWebhookAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	const name = "webhook_auth"
@@ -62,6 +66,9 @@ func parseWebhookAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, erro
 	if len(handler.Secrets) == 0 {
 		return nil, h.Errf("%s: at least one 'secret' is required", name)
 	}
+	if (handler.Store != "" || handler.OnStoreError != "" || handler.DedupClaimTTL != 0) && handler.Dedup == 0 {
+		return nil, h.Errf("%s: 'store', 'on_store_error' and 'dedup_claim_ttl' apply to dedup: add 'dedup'", name)
+	}
 	return handler, nil
 }
 
@@ -84,6 +91,26 @@ func parseWebhookAuthSub(b *block, handler *webhookauth.Handler, sub string) err
 			tol := caddy.Duration(dur)
 			handler.Tolerance = &tol
 		}
+	case "dedup":
+		ttl := webhookauth.DefaultDedupTTL
+		if d.CountRemainingArgs() > 0 {
+			if ttl, err = b.duration(); err == nil && ttl == 0 {
+				err = d.Errf("%s: 'dedup 0' remembers nothing; remove 'dedup' instead", b.directive)
+			}
+		}
+		handler.Dedup = caddy.Duration(ttl)
+	case "dedup_claim_ttl":
+		var dur time.Duration
+		if dur, err = b.duration(); err == nil {
+			if dur == 0 {
+				return d.Errf("%s: 'dedup_claim_ttl' must be longer than 0", b.directive)
+			}
+			handler.DedupClaimTTL = caddy.Duration(dur)
+		}
+	case "store":
+		handler.Store, err = b.choice("memory", "redis")
+	case "on_store_error":
+		handler.OnStoreError, err = b.choice("reject", "allow")
 	case "max_body":
 		handler.MaxBody, err = b.size()
 	case "methods":

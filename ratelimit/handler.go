@@ -1,6 +1,8 @@
 package ratelimit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -135,7 +137,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		identity = fmt.Sprintf("unnamed:%d:%s:%d/%s:%d", seq.Sequence("webhook_rate_limit"), h.Key, h.Rate, time.Duration(h.Window), h.Burst)
 	}
-	h.keyPrefix = identity + "\x00"
+	// In a shared store, keys are namespaced by a short digest of the
+	// limiter's identity, so Redis memory per key stays small.
+	sum := sha256.Sum256([]byte(identity))
+	h.keyPrefix = hex.EncodeToString(sum[:6]) + ":"
 	switch h.Store {
 	case "", "memory":
 		h.poolKey = identity

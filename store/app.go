@@ -1,12 +1,16 @@
 // Package store is the Caddy app "webhook" (global option `webhook`): it
 // owns the state that webhook handlers share across a config and, with
-// Redis, across a fleet.
+// Redis, across a fleet of Caddy servers.
 package store
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/webhookauth/caddy-webhookauth/ratelimit"
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
 func init() {
@@ -14,9 +18,17 @@ func init() {
 }
 
 // App is the webhook app. Handlers reach it with ctx.App("webhook"); a
-// config without a `webhook` global option gets one with defaults, so
-// handlers never need to check.
+// config without a `webhook` global option gets one with defaults (no
+// Redis), so handlers never need to check.
 type App struct {
+	// Redis configures the shared store used by handlers with
+	// `store redis`. One connection pool per process serves every handler
+	// and survives config reloads.
+	Redis *RedisConfig `json:"redis,omitempty"`
+
+	client  *pooledClient
+	poolKey string
+
 	mu  sync.Mutex
 	seq map[string]int
 }
@@ -27,6 +39,57 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 		ID:  "webhook",
 		New: func() caddy.Module { return new(App) },
 	}
+}
+
+// Provision connects to Redis when it is configured. The connection is
+// lazy: a Redis that is down at startup does not stop Caddy; requests that
+// need it get the handlers' on_store_error answer until it is back.
+func (a *App) Provision(ctx caddy.Context) error {
+	if a.Redis == nil {
+		return nil
+	}
+	client, key, err := a.Redis.open()
+	if err != nil {
+		return fmt.Errorf("webhook: redis: %w", err)
+	}
+	a.client, a.poolKey = client, key
+	return nil
+}
+
+// Cleanup releases this config's hold on the Redis pool; it is closed
+// when no config uses it any more.
+func (a *App) Cleanup() error {
+	if a.poolKey != "" {
+		_, err := clients.Delete(a.poolKey)
+		return err
+	}
+	return nil
+}
+
+// RateLimitStore implements ratelimit.StoreProvider.
+func (a *App) RateLimitStore(name string) (ratelimit.Store, error) {
+	if err := a.needRedis(name); err != nil {
+		return nil, err
+	}
+	return &RedisRateLimit{client: a.client.UniversalClient, prefix: a.Redis.keyPrefix() + "rl:", timeout: a.Redis.timeout()}, nil
+}
+
+// DedupStore implements webhookauth.DedupProvider.
+func (a *App) DedupStore(name string) (webhookauth.DedupStore, error) {
+	if err := a.needRedis(name); err != nil {
+		return nil, err
+	}
+	return &RedisDedup{client: a.client.UniversalClient, prefix: a.Redis.keyPrefix() + "dd:", timeout: a.Redis.timeout()}, nil
+}
+
+func (a *App) needRedis(name string) error {
+	if name != "redis" {
+		return fmt.Errorf("unknown store %q (want memory or redis)", name)
+	}
+	if a.client == nil {
+		return fmt.Errorf("store redis needs a redis block in the global webhook option: { webhook { redis { address redis://127.0.0.1:6379 } } }")
+	}
+	return nil
 }
 
 // Sequence returns 0, 1, 2, … on successive calls with the same kind
@@ -51,4 +114,10 @@ func (*App) Start() error { return nil }
 func (*App) Stop() error { return nil }
 
 // Interface guards
-var _ caddy.App = (*App)(nil)
+var (
+	_ caddy.App                 = (*App)(nil)
+	_ caddy.Provisioner         = (*App)(nil)
+	_ caddy.CleanerUpper        = (*App)(nil)
+	_ ratelimit.StoreProvider   = (*App)(nil)
+	_ webhookauth.DedupProvider = (*App)(nil)
+)

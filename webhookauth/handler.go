@@ -72,10 +72,34 @@ type Handler struct {
 	// reason is in {http.error.message}).
 	OnReject string `json:"on_reject,omitempty"`
 
+	// Dedup, when set, remembers verified delivery ids for this long
+	// (72h is long enough for every provider's retry schedule). A copy of
+	// a delivered id gets 200 with a small JSON body saying it is a
+	// duplicate and never reaches the backend; a copy that arrives while
+	// the first is in flight gets 409 with Retry-After; a delivery whose
+	// backend does not answer 2xx is forgotten so the sender's retry goes
+	// through. Not applied in report mode.
+	Dedup caddy.Duration `json:"dedup,omitempty"`
+
+	// DedupClaimTTL is how long an in-flight claim lasts if the server
+	// handling it dies. By default, 1 minute.
+	DedupClaimTTL caddy.Duration `json:"dedup_claim_ttl,omitempty"`
+
+	// Store is where dedup state lives: memory (default, this process) or
+	// redis (shared by a fleet; needs the webhook app's redis block).
+	Store string `json:"store,omitempty"`
+
+	// OnStoreError is reject (default: 503 with Retry-After, reason
+	// store_unavailable) or allow (forward without dedup, and log it)
+	// when the dedup store cannot be reached.
+	OnStoreError string `json:"on_store_error,omitempty"`
+
 	// The generic scheme fields; each one set overrides the preset.
 	SchemeConfig
 
 	verifier *Verifier
+	dedup    DedupStore
+	usesPool bool
 	label    string
 	idField  string
 	evField  string
@@ -141,6 +165,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.Methods[i] = strings.ToUpper(m)
 	}
 	h.allow = strings.Join(h.Methods, ", ")
+	if h.Dedup > 0 {
+		if h.DedupClaimTTL == 0 {
+			h.DedupClaimTTL = caddy.Duration(DefaultDedupClaimTTL)
+		}
+		if err := h.provisionDedup(ctx); err != nil {
+			return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+		}
+	} else if h.Store != "" {
+		return fmt.Errorf("webhook_auth %s: 'store' is set but 'dedup' is not", h.label)
+	}
 	return nil
 }
 
@@ -155,6 +189,14 @@ func (h *Handler) Validate() error {
 	case "", OnRejectRespond, OnRejectError:
 	default:
 		return fmt.Errorf("webhook_auth: unknown on_reject %q (want respond or error)", h.OnReject)
+	}
+	switch h.OnStoreError {
+	case "", "reject", "allow":
+	default:
+		return fmt.Errorf("webhook_auth: unknown on_store_error %q (want reject or allow)", h.OnStoreError)
+	}
+	if h.Dedup < 0 || h.DedupClaimTTL < 0 {
+		return fmt.Errorf("webhook_auth: dedup durations must not be negative")
 	}
 	if h.MaxBody < 0 {
 		return fmt.Errorf("webhook_auth: max_body must not be negative")
@@ -200,7 +242,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.webhook.provider", h.label)
 
-	rej, b, err := h.check(r, repl)
+	rej, b, id, err := h.check(r, repl)
 	if b != nil {
 		defer b.release()
 		if rej == nil || h.Mode == ModeReport {
@@ -212,6 +254,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if rej == nil {
 		repl.Set("http.webhook.result", resultVerified)
+		if h.dedup != nil && h.Mode != ModeReport {
+			return h.serveOnce(w, r, next, repl, id)
+		}
 		return next.ServeHTTP(w, r)
 	}
 	repl.Set("http.webhook.result", string(rej.Reason))
@@ -223,16 +268,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // check runs every verification step in order of cost and returns the
-// first rejection, the buffered body if it was read, and an error if the
-// body could not be read at all.
-func (h *Handler) check(r *http.Request, repl *caddy.Replacer) (*Rejection, *body, error) {
+// first rejection, the buffered body if it was read, the delivery id of a
+// verified request (for dedup), and an error if the body could not be read
+// at all.
+func (h *Handler) check(r *http.Request, repl *caddy.Replacer) (*Rejection, *body, string, error) {
 	if !h.methodAllowed(r.Method) {
 		rej := reject(ReasonMethodNotAllowed, "the method "+strconv.Quote(r.Method)+" is not allowed here")
 		rej.setHeader("Allow", h.allow)
-		return rej, nil, nil
+		return rej, nil, "", nil
 	}
 	if r.ContentLength > h.maxBody {
-		return tooLarge(h.maxBody), nil, nil
+		return tooLarge(h.maxBody), nil, "", nil
 	}
 	scheme := h.verifier.scheme
 	if scheme.EventHeader != "" {
@@ -249,19 +295,21 @@ func (h *Handler) check(r *http.Request, repl *caddy.Replacer) (*Rejection, *bod
 		repl.Set("http.webhook.timestamp", ver.Timestamp)
 	}
 	if rej != nil {
-		return rej, nil, nil
+		return rej, nil, "", nil
 	}
 	b, rej, err := readBody(r, h.maxBody)
 	if rej != nil || err != nil {
-		return rej, b, err
+		return rej, b, "", err
 	}
 	idx, rej := ver.Finish(b.buf)
 	if rej != nil {
-		return rej, b, nil
+		return rej, b, "", nil
 	}
 	repl.Set("http.webhook.secret_index", idx)
-	if h.idField != "" && ver.ID == "" {
-		if id, ok := topLevelString(b.buf, h.idField); ok {
+	id := ver.ID
+	if h.idField != "" && id == "" {
+		if bodyID, ok := topLevelString(b.buf, h.idField); ok {
+			id = bodyID
 			repl.Set("http.webhook.id", id)
 		}
 	}
@@ -270,7 +318,11 @@ func (h *Handler) check(r *http.Request, repl *caddy.Replacer) (*Rejection, *bod
 			repl.Set("http.webhook.event", ev)
 		}
 	}
-	return nil, b, nil
+	if id == "" && h.dedup != nil {
+		// No delivery id: the signature itself identifies the delivery.
+		id = "sig:" + r.Header.Get(scheme.SignatureHeader)
+	}
+	return nil, b, id, nil
 }
 
 func (h *Handler) methodAllowed(m string) bool {

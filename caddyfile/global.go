@@ -1,0 +1,124 @@
+package caddyfile
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/webhookauth/caddy-webhookauth/store"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("webhook", parseGlobal)
+}
+
+// parseGlobal sets up the webhook app from the global option.
+//
+// Syntax:
+//
+//	webhook {
+//		redis {
+//			address     <redis://host:port/db | host:port>   # repeat for Cluster/Sentinel
+//			username    <name>
+//			password    <password>
+//			db          <n>
+//			tls
+//			master_name <name>    # Sentinel
+//			key_prefix  <prefix>  # default webhook:
+//			timeout     <duration> # default 250ms
+//			pool_size   <n>
+//		}
+//	}
+func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(store.App)
+	d.Next() // the option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	b := newBlock(d, "webhook")
+	for {
+		sub, err := b.next(0)
+		if err != nil {
+			return nil, err
+		}
+		if sub == "" {
+			break
+		}
+		if sub != "redis" {
+			return nil, b.unknown(sub)
+		}
+		if app.Redis, err = parseRedis(d); err != nil {
+			return nil, err
+		}
+	}
+	return httpcaddyfile.App{Name: "webhook", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseRedis(d *caddyfile.Dispenser) (*store.RedisConfig, error) {
+	rc := new(store.RedisConfig)
+	b := newBlock(d, "webhook redis", "address")
+	for {
+		sub, err := b.next(1)
+		if err != nil {
+			return nil, err
+		}
+		if sub == "" {
+			break
+		}
+		switch sub {
+		case "address":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Errf("webhook redis: 'address' needs at least one address")
+			}
+			rc.Addresses = append(rc.Addresses, args...)
+		case "username":
+			rc.Username, err = b.oneArg()
+		case "password":
+			rc.Password, err = b.oneArg()
+		case "master_name":
+			rc.MasterName, err = b.oneArg()
+		case "key_prefix":
+			rc.KeyPrefix, err = b.oneArg()
+		case "db", "pool_size":
+			var v string
+			if v, err = b.oneArg(); err == nil {
+				n, perr := strconv.Atoi(v)
+				if perr != nil || n < 0 {
+					return nil, d.Errf("webhook redis: '%s %s' must be a whole number", sub, v)
+				}
+				if sub == "db" {
+					rc.DB = n
+				} else {
+					rc.PoolSize = n
+				}
+			}
+		case "tls":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			rc.TLS = true
+		case "timeout":
+			var dur time.Duration
+			if dur, err = b.duration(); err == nil {
+				if dur == 0 {
+					return nil, d.Errf("webhook redis: 'timeout' must be longer than 0")
+				}
+				rc.Timeout = caddy.Duration(dur)
+			}
+		default:
+			return nil, b.unknown(sub)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(rc.Addresses) == 0 {
+		return nil, d.Errf("webhook redis: at least one 'address' is required")
+	}
+	return rc, nil
+}
