@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/redistest"
+	"github.com/webhookauth/caddy-webhookauth/ratelimit"
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
+)
+
+func redisStores(t *testing.T) (*RedisRateLimit, *RedisDedup, *redistest.Server) {
+	srv := redistest.Start(t)
+	c := srv.Client()
+	return &RedisRateLimit{client: c, prefix: "t:rl:", timeout: time.Second},
+		&RedisDedup{client: c, prefix: "t:dd:", timeout: time.Second}, srv
+}
+
+// rateStores are the stores the same GCRA table runs against.
+func rateStores(t *testing.T) map[string]ratelimit.Store {
+	rl, _, _ := redisStores(t)
+	return map[string]ratelimit.Store{"memory": ratelimit.NewMemoryStore(0, nil), "redis": rl}
+}
+
+// TestGCRASameOnBothStores runs one table of decisions against the memory
+// and the Redis store. The limits are slow enough (per hour) that the
+// real clocks advance by a negligible fraction of an interval during the
+// test; Retry-After values are checked to the millisecond.
+func TestGCRASameOnBothStores(t *testing.T) {
+	type want struct {
+		allowed   bool
+		remaining int64
+		retry     time.Duration
+	}
+	cases := []struct {
+		name  string
+		limit ratelimit.Limit
+		want  []want
+	}{
+		{"10 per hour", ratelimit.Limit{Rate: 10, Window: time.Hour}, []want{
+			{true, 9, 0}, {true, 8, 0}, {true, 7, 0}, {true, 6, 0}, {true, 5, 0},
+			{true, 4, 0}, {true, 3, 0}, {true, 2, 0}, {true, 1, 0}, {true, 0, 0},
+			{false, 0, 6 * time.Minute}, {false, 0, 6 * time.Minute},
+		}},
+		{"60 per hour, burst 2", ratelimit.Limit{Rate: 60, Window: time.Hour, Burst: 2}, []want{
+			{true, 1, 0}, {true, 0, 0}, {false, 0, time.Minute},
+		}},
+		{"1 per hour", ratelimit.Limit{Rate: 1, Window: time.Hour}, []want{
+			{true, 0, 0}, {false, 0, time.Hour},
+		}},
+		{"7 per hour", ratelimit.Limit{Rate: 7, Window: time.Hour}, []want{
+			{true, 6, 0}, {true, 5, 0}, {true, 4, 0}, {true, 3, 0}, {true, 2, 0}, {true, 1, 0}, {true, 0, 0},
+			{false, 0, time.Hour / 7},
+		}},
+	}
+	for name, st := range rateStores(t) {
+		for _, c := range cases {
+			t.Run(name+"/"+c.name, func(t *testing.T) {
+				key := fmt.Sprintf("%s-%d", c.name, time.Now().UnixNano())
+				for i, w := range c.want {
+					d, err := st.Take(context.Background(), key, c.limit)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d.Allowed != w.allowed || d.Remaining != w.remaining {
+						t.Fatalf("event %d: allowed=%v remaining=%d, want %v %d", i, d.Allowed, d.Remaining, w.allowed, w.remaining)
+					}
+					if !w.allowed && (d.RetryAfter > w.retry || d.RetryAfter < w.retry-50*time.Millisecond) {
+						t.Fatalf("event %d: retry after %v, want %v", i, d.RetryAfter, w.retry)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestRedisRateLimitConcurrentExact(t *testing.T) {
+	rl, _, _ := redisStores(t)
+	l := ratelimit.Limit{Rate: 10, Window: time.Minute}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := rl.Take(context.Background(), "one-key", l)
+			if err != nil {
+				t.Error(err)
+			}
+			if d.Allowed {
+				admitted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := admitted.Load(); got != 10 {
+		t.Fatalf("admitted %d, want exactly 10", got)
+	}
+}
+
+func TestRedisKeyTTLEndsWhenDrained(t *testing.T) {
+	rl, _, srv := redisStores(t)
+	c := srv.Client()
+	l := ratelimit.Limit{Rate: 10, Window: time.Minute}
+	for i := 0; i < 3; i++ {
+		rl.Take(context.Background(), "ttl-key", l)
+	}
+	// Three events of 6 s each: the state drains in 18 s.
+	ttl, err := c.PTTL(context.Background(), "t:rl:ttl-key").Result()
+	if err != nil || ttl > 18*time.Second || ttl < 17*time.Second {
+		t.Fatalf("TTL %v (%v), want about 18s", ttl, err)
+	}
+}
+
+// TestDedupStateMachine runs claim/done/release/expiry against both dedup
+// stores; the memory store gets an injected clock, Redis real time with
+// short TTLs.
+func TestDedupStateMachine(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Unix(1_800_000_000, 0).UnixNano())
+	mem := webhookauth.NewMemoryDedup(func() time.Time { return time.Unix(0, clock.Load()) })
+	_, rd, _ := redisStores(t)
+	advance := map[string]func(time.Duration){
+		"memory": func(d time.Duration) { clock.Add(int64(d)) },
+		"redis":  func(d time.Duration) { time.Sleep(d) },
+	}
+	for name, st := range map[string]webhookauth.DedupStore{"memory": mem, "redis": rd} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			claimTTL, doneTTL := 200*time.Millisecond, 400*time.Millisecond
+			claim := func(id string, token uint64, want webhookauth.ClaimResult) {
+				t.Helper()
+				got, err := st.Claim(ctx, id, token, claimTTL)
+				if err != nil || got != want {
+					t.Fatalf("claim %s with token %d: %v %v, want %v", id, token, got, err, want)
+				}
+			}
+			finish := func(id string, token uint64, done bool) {
+				t.Helper()
+				if err := st.Finish(ctx, id, token, done, doneTTL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// claim → in flight for others → done → duplicate.
+			claim("a", 1, webhookauth.Claimed)
+			claim("a", 2, webhookauth.InFlight)
+			finish("a", 1, true)
+			claim("a", 3, webhookauth.Done)
+			// claim → release → claimable again.
+			claim("b", 1, webhookauth.Claimed)
+			finish("b", 1, false)
+			claim("b", 2, webhookauth.Claimed)
+			// A finish by someone else's token changes nothing.
+			finish("b", 99, true)
+			claim("b", 3, webhookauth.InFlight)
+			// A claim expires by itself (a crashed server) ...
+			advance[name](claimTTL + 50*time.Millisecond)
+			claim("b", 4, webhookauth.Claimed)
+			// ... and the crashed server's late finish cannot touch the new claim.
+			finish("b", 2, true)
+			claim("b", 5, webhookauth.InFlight)
+			// Done expires after the dedup TTL.
+			advance[name](doneTTL + 50*time.Millisecond)
+			claim("a", 6, webhookauth.Claimed)
+		})
+	}
+}
