@@ -71,7 +71,7 @@ func (a *App) RateLimitStore(name string) (ratelimit.Store, error) {
 	if err := a.needRedis(name); err != nil {
 		return nil, err
 	}
-	return &RedisRateLimit{client: a.client.UniversalClient, prefix: a.Redis.keyPrefix() + "rl:", timeout: a.Redis.timeout()}, nil
+	return &RedisRateLimit{client: a.client.UniversalClient, prefix: a.Redis.keyPrefix() + "r:", timeout: a.Redis.timeout()}, nil
 }
 
 // DedupStore implements webhookauth.DedupProvider.
@@ -79,7 +79,7 @@ func (a *App) DedupStore(name string) (webhookauth.DedupStore, error) {
 	if err := a.needRedis(name); err != nil {
 		return nil, err
 	}
-	return &RedisDedup{client: a.client.UniversalClient, prefix: a.Redis.keyPrefix() + "dd:", timeout: a.Redis.timeout()}, nil
+	return &RedisDedup{client: a.client.UniversalClient, prefix: a.Redis.keyPrefix() + "d:", timeout: a.Redis.timeout()}, nil
 }
 
 func (a *App) needRedis(name string) error {

@@ -110,7 +110,7 @@ func TestRedisKeyTTLEndsWhenDrained(t *testing.T) {
 		rl.Take(context.Background(), "ttl-key", l)
 	}
 	// Three events of 6 s each: the state drains in 18 s.
-	ttl, err := c.PTTL(context.Background(), "t:rl:ttl-key").Result()
+	ttl, err := c.PTTL(context.Background(), rl.redisKey("ttl-key")).Result()
 	if err != nil || ttl > 18*time.Second || ttl < 17*time.Second {
 		t.Fatalf("TTL %v (%v), want about 18s", ttl, err)
 	}
