@@ -40,20 +40,16 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 		return nil, d.ArgErr()
 	}
 	b := newBlock(d, "webhook")
-	for {
-		sub, err := b.next(0)
-		if err != nil {
-			return nil, err
-		}
-		if sub == "" {
-			break
-		}
+	err := b.each(0, func(sub string) error {
 		if sub != "redis" {
-			return nil, b.unknown(sub)
+			return b.unknown(sub)
 		}
-		if app.Redis, err = parseRedis(d); err != nil {
-			return nil, err
-		}
+		var err error
+		app.Redis, err = parseRedis(d)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return httpcaddyfile.App{Name: "webhook", Value: caddyconfig.JSON(app, nil)}, nil
 }
@@ -61,19 +57,13 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 func parseRedis(d *caddyfile.Dispenser) (*store.RedisConfig, error) {
 	rc := new(store.RedisConfig)
 	b := newBlock(d, "webhook redis", "address")
-	for {
-		sub, err := b.next(1)
-		if err != nil {
-			return nil, err
-		}
-		if sub == "" {
-			break
-		}
+	err := b.each(1, func(sub string) error {
+		var err error
 		switch sub {
 		case "address":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return nil, d.Errf("webhook redis: 'address' needs at least one address")
+				return d.Errf("webhook redis: 'address' needs at least one address")
 			}
 			rc.Addresses = append(rc.Addresses, args...)
 		case "username":
@@ -89,7 +79,7 @@ func parseRedis(d *caddyfile.Dispenser) (*store.RedisConfig, error) {
 			if v, err = b.oneArg(); err == nil {
 				n, perr := strconv.Atoi(v)
 				if perr != nil || n < 0 {
-					return nil, d.Errf("webhook redis: '%s %s' must be a whole number", sub, v)
+					return d.Errf("webhook redis: '%s %s' must be a whole number", sub, v)
 				}
 				if sub == "db" {
 					rc.DB = n
@@ -99,23 +89,24 @@ func parseRedis(d *caddyfile.Dispenser) (*store.RedisConfig, error) {
 			}
 		case "tls":
 			if d.NextArg() {
-				return nil, d.ArgErr()
+				return d.ArgErr()
 			}
 			rc.TLS = true
 		case "timeout":
 			var dur time.Duration
 			if dur, err = b.duration(); err == nil {
 				if dur == 0 {
-					return nil, d.Errf("webhook redis: 'timeout' must be longer than 0")
+					return d.Errf("webhook redis: 'timeout' must be longer than 0")
 				}
 				rc.Timeout = caddy.Duration(dur)
 			}
 		default:
-			return nil, b.unknown(sub)
+			return b.unknown(sub)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(rc.Addresses) == 0 {
 		return nil, d.Errf("webhook redis: at least one 'address' is required")

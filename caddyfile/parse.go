@@ -43,6 +43,20 @@ func (b *block) next(nesting int) (string, error) {
 	return name, nil
 }
 
+// each calls fn with the name of every subdirective of the block, in
+// order, and stops at the first error.
+func (b *block) each(nesting int, fn func(sub string) error) error {
+	for {
+		sub, err := b.next(nesting)
+		if err != nil || sub == "" {
+			return err
+		}
+		if err := fn(sub); err != nil {
+			return err
+		}
+	}
+}
+
 // oneArg reads exactly one argument of the current subdirective.
 func (b *block) oneArg() (string, error) {
 	var v string

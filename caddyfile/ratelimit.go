@@ -38,14 +38,8 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		return nil, h.Errf("%s: unexpected argument '%s' (the name is the only argument; settings go in the block)", name, h.Val())
 	}
 	b := newBlock(h.Dispenser, name)
-	for {
-		sub, err := b.next(0)
-		if err != nil {
-			return nil, err
-		}
-		if sub == "" {
-			break
-		}
+	err := b.each(0, func(sub string) error {
+		var err error
 		switch sub {
 		case "key":
 			handler.Key, err = b.oneArg()
@@ -55,7 +49,7 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 				var events int64
 				var window time.Duration
 				if events, window, err = parseRate(v); err != nil {
-					return nil, h.Errf("%s: %v", name, err)
+					return h.Errf("%s: %v", name, err)
 				}
 				handler.Rate, handler.Window = events, caddy.Duration(window)
 			}
@@ -64,7 +58,7 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 			if v, err = b.oneArg(); err == nil {
 				n, perr := strconv.ParseInt(v, 10, 64)
 				if perr != nil || n < 1 {
-					return nil, h.Errf("%s: 'burst %s' must be a whole number of at least 1", name, v)
+					return h.Errf("%s: 'burst %s' must be a whole number of at least 1", name, v)
 				}
 				handler.Burst = n
 			}
@@ -73,7 +67,7 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 			if v, err = b.oneArg(); err == nil {
 				n, perr := strconv.Atoi(v)
 				if perr != nil || n < 1 {
-					return nil, h.Errf("%s: 'max_keys %s' must be a whole number of at least 1", name, v)
+					return h.Errf("%s: 'max_keys %s' must be a whole number of at least 1", name, v)
 				}
 				handler.MaxKeys = n
 			}
@@ -89,11 +83,12 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		case "on_reject":
 			handler.OnReject, err = b.choice(webhookauth.OnRejectRespond, webhookauth.OnRejectError)
 		default:
-			return nil, b.unknown(sub)
+			return b.unknown(sub)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if handler.Rate == 0 {
 		return nil, h.Errf("%s: 'rate' is required (e.g. rate 60/1m)", name)

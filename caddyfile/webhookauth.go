@@ -51,17 +51,8 @@ func parseWebhookAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, erro
 		return nil, h.Errf("%s: unexpected argument '%s' (the provider is the only argument; settings go in the block)", name, h.Val())
 	}
 	b := newBlock(h.Dispenser, name, "secret")
-	for {
-		sub, err := b.next(0)
-		if err != nil {
-			return nil, err
-		}
-		if sub == "" {
-			break
-		}
-		if err := parseWebhookAuthSub(b, handler, sub); err != nil {
-			return nil, err
-		}
+	if err := b.each(0, func(sub string) error { return parseWebhookAuthSub(b, handler, sub) }); err != nil {
+		return nil, err
 	}
 	if len(handler.Secrets) == 0 {
 		return nil, h.Errf("%s: at least one 'secret' is required", name)
