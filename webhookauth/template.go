@@ -122,7 +122,7 @@ type payloadValues struct {
 	header    http.Header
 }
 
-// byteWriter is what a template is written to: a MAC, or a buffer in
+// writeTo writes the payload the template describes to w: a MAC, or a buffer in
 // tests. scratch is reused for string values so that writing them does not
 // allocate.
 func (t Template) writeTo(w interface{ Write([]byte) (int, error) }, v *payloadValues, scratch *[]byte) {
