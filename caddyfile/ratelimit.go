@@ -74,7 +74,7 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		case "store":
 			handler.Store, err = b.oneArg()
 		case "on_store_error":
-			handler.OnStoreError, err = b.choice(ratelimit.OnStoreErrorReject, ratelimit.OnStoreErrorAllow)
+			handler.OnStoreError, err = b.choice(webhookauth.OnStoreErrorReject, webhookauth.OnStoreErrorAllow)
 		case "headers":
 			var v string
 			if v, err = b.choice("on", "off"); err == nil {

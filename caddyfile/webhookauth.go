@@ -101,7 +101,7 @@ func parseWebhookAuthSub(b *block, handler *webhookauth.Handler, sub string) err
 	case "store":
 		handler.Store, err = b.choice("memory", "redis")
 	case "on_store_error":
-		handler.OnStoreError, err = b.choice("reject", "allow")
+		handler.OnStoreError, err = b.choice(webhookauth.OnStoreErrorReject, webhookauth.OnStoreErrorAllow)
 	case "max_body":
 		handler.MaxBody, err = b.size()
 	case "methods":

@@ -25,12 +25,6 @@ func init() {
 // it, which honours the server's trusted_proxies.
 const DefaultKey = "{http.vars.client_ip}"
 
-// On store error policies.
-const (
-	OnStoreErrorReject = "reject"
-	OnStoreErrorAllow  = "allow"
-)
-
 // validName is what a limiter name may contain; it appears quoted in the
 // RateLimit header fields.
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -171,7 +165,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Validate checks the enumerated fields.
 func (h *Handler) Validate() error {
 	switch h.OnStoreError {
-	case "", OnStoreErrorReject, OnStoreErrorAllow:
+	case "", webhookauth.OnStoreErrorReject, webhookauth.OnStoreErrorAllow:
 	default:
 		return fmt.Errorf("webhook_rate_limit: unknown on_store_error %q (want reject or allow)", h.OnStoreError)
 	}
@@ -244,7 +238,7 @@ func (h *Handler) setHeaders(hdr http.Header, d Decision) {
 
 // storeFailed applies on_store_error.
 func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
-	allow := h.OnStoreError == OnStoreErrorAllow
+	allow := h.OnStoreError == webhookauth.OnStoreErrorAllow
 	if ce := h.logger.Check(zapcore.WarnLevel, "webhook rate limit store unavailable"); ce != nil {
 		ce.Write(zap.String("limiter", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err))
 	}
@@ -252,8 +246,7 @@ func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, next caddy
 		return next.ServeHTTP(w, r)
 	}
 	repl.Set("http.webhook.result", string(webhookauth.ReasonStoreUnavailable))
-	rej := &webhookauth.Rejection{Reason: webhookauth.ReasonStoreUnavailable, Detail: "the rate limit store is unavailable; retry shortly"}
-	return webhookauth.Respond(w, rej.WithRetryAfter(1), h.OnReject)
+	return webhookauth.Respond(w, webhookauth.StoreUnavailable("the rate limit store is unavailable; retry shortly"), h.OnReject)
 }
 
 // ceilSeconds rounds d up to whole seconds.

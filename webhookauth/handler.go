@@ -191,7 +191,7 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("webhook_auth: unknown on_reject %q (want respond or error)", h.OnReject)
 	}
 	switch h.OnStoreError {
-	case "", "reject", "allow":
+	case "", OnStoreErrorReject, OnStoreErrorAllow:
 	default:
 		return fmt.Errorf("webhook_auth: unknown on_store_error %q (want reject or allow)", h.OnStoreError)
 	}

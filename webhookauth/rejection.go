@@ -97,6 +97,20 @@ type problem struct {
 	Reason Reason `json:"reason"`
 }
 
+// OnStoreError values, shared by every handler that uses a store: whether
+// a request is refused (503, store_unavailable) or let through when the
+// store cannot be reached.
+const (
+	OnStoreErrorReject = "reject"
+	OnStoreErrorAllow  = "allow"
+)
+
+// StoreUnavailable is the rejection for a store that cannot be reached;
+// the sender is asked to retry after a second.
+func StoreUnavailable(detail string) *Rejection {
+	return reject(ReasonStoreUnavailable, detail).WithRetryAfter(1)
+}
+
 // OnReject values: how a handler answers a rejected request.
 const (
 	OnRejectRespond = "respond"

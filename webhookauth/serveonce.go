@@ -104,7 +104,7 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 
 // dedupUnavailable applies on_store_error when the dedup store fails.
 func (h *Handler) dedupUnavailable(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
-	allow := h.OnStoreError == "allow"
+	allow := h.OnStoreError == OnStoreErrorAllow
 	if ce := h.logger.Check(zapcore.WarnLevel, "webhook dedup store unavailable"); ce != nil {
 		ce.Write(zap.String("provider", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err))
 	}
@@ -112,8 +112,7 @@ func (h *Handler) dedupUnavailable(w http.ResponseWriter, r *http.Request, next 
 		return next.ServeHTTP(w, r)
 	}
 	repl.Set("http.webhook.result", string(ReasonStoreUnavailable))
-	rej := reject(ReasonStoreUnavailable, "the delivery store is unavailable; retry shortly")
-	return Respond(w, rej.WithRetryAfter(1), h.OnReject)
+	return Respond(w, StoreUnavailable("the delivery store is unavailable; retry shortly"), h.OnReject)
 }
 
 // writeDuplicate answers a copy of a delivered id.
