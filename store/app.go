@@ -71,7 +71,7 @@ func (a *App) RateLimitStore(name string) (ratelimit.Store, error) {
 	if err := a.needRedis(name); err != nil {
 		return nil, err
 	}
-	return &RedisRateLimit{client: a.client.UniversalClient, prefix: a.Redis.keyPrefix() + "r:", timeout: a.Redis.timeout()}, nil
+	return &RedisRateLimit{pipe: a.client.pipe, prefix: a.Redis.keyPrefix() + "r:", timeout: a.Redis.timeout()}, nil
 }
 
 // DedupStore implements webhookauth.DedupProvider.

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -10,60 +12,91 @@ import (
 	"github.com/webhookauth/caddy-webhookauth/ratelimit"
 )
 
-// gcraScript is ratelimit.Limit.Decide in Lua, on integer microseconds of
-// the server's TIME, so every Caddy in a fleet uses one clock. One GET,
-// at most one SET whose TTL ends when the key's state has drained, one
-// round trip. Lua numbers are doubles: microseconds since 1970 stay exact
-// until the year 2255.
-var gcraScript = redis.NewScript(`
+// gcraSource is ratelimit.Limit.Decide in Lua, on integer microseconds
+// of the server's TIME, so every Caddy in a fleet uses one clock, and in
+// one round trip. The reply is one integer: the time until the key is
+// drained in µs, negative (-1 - that time) when the event is denied; the
+// rest of the decision follows from the limit (see Take).
+//
+// The state is the theoretical arrival time (TAT), and a key's TTL must
+// end when its state has drained, which is at the TAT. So the key's
+// expiry time holds the TAT, rounded up to the millisecond Redis keeps,
+// and the value holds only what the rounding added: 0 to 999 µs. Redis
+// stores integers below 10000 as shared objects, so the value costs no
+// memory of its own (see BENCHMARKS.md). PEXPIRETIME needs Redis 7.0.
+// Lua numbers are doubles: microseconds since 1970 stay exact until the
+// year 2255.
+const gcraSource = `
 local interval = tonumber(ARGV[1])
 local tolerance = interval * tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local nexttat = tat + interval
-local allow_at = nexttat - tolerance
-if now < allow_at then
-	return {0, 0, allow_at - now, tat - now}
+local tat = now
+local at = redis.call('PEXPIRETIME', KEYS[1])
+if at > 0 then
+	tat = at * 1000 - (tonumber(redis.call('GET', KEYS[1])) or 0)
+	if tat < now then tat = now end
 end
-redis.call('SET', KEYS[1], nexttat, 'PX', math.ceil((nexttat - now) / 1000))
-return {1, math.floor((now + tolerance - nexttat) / interval), 0, nexttat - now}
-`)
+local nexttat = tat + interval
+if now < nexttat - tolerance then
+	return -1 - (tat - now)
+end
+local at_ms = math.ceil(nexttat / 1000)
+redis.call('SET', KEYS[1], at_ms * 1000 - nexttat, 'PXAT', at_ms)
+return nexttat - now
+`
+
+var gcraScript = redis.NewScript(gcraSource)
+
+var errRedisTooOld = errors.New("redis rate limiting needs Redis 7.0 or later (PEXPIRETIME)")
 
 // RedisRateLimit is a ratelimit.Store on Redis, shared by a fleet. Each
 // key is stored under the prefix and the first 10 bytes (80 bits) of the
 // SHA-256 of the limiter's key: with the default prefix a Redis key is 20
-// bytes whatever the key template produces, which keeps Redis memory per
-// key near 120 bytes (see BENCHMARKS.md), and no client IP or sender name
-// is readable in Redis.
+// bytes whatever the key template produces, and no client IP or sender
+// name is readable in Redis. Concurrent decisions share pipelines (see
+// pipeliner).
 type RedisRateLimit struct {
-	client  redis.Scripter
+	pipe    *pipeliner
 	prefix  string
 	timeout time.Duration
+	args    atomic.Pointer[limitArgs]
+}
+
+// limitArgs are a limit's script arguments, boxed once.
+type limitArgs struct {
+	limit ratelimit.Limit
+	boxed [2]any
 }
 
 // Take implements ratelimit.Store with one script call.
 func (s *RedisRateLimit) Take(ctx context.Context, key string, l ratelimit.Limit) (ratelimit.Decision, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	intervalUS := (int64(l.Interval()) + 999) / 1000
+	interval := (int64(l.Interval()) + 999) / 1000 // µs, rounded up like the memory store's ns
 	burst := l.Burst
 	if burst <= 0 {
 		burst = l.Rate
 	}
-	res, err := gcraScript.Run(ctx, s.client, []string{s.redisKey(key)}, intervalUS, burst).Int64Slice()
+	a := s.args.Load()
+	if a == nil || a.limit != l {
+		a = &limitArgs{limit: l, boxed: [2]any{interval, burst}}
+		s.args.Store(a)
+	}
+	r, err := s.pipe.gcra(ctx, s.timeout, s.redisKey(key), &a.boxed)
 	if err != nil {
 		return ratelimit.Decision{}, err
 	}
-	if len(res) != 4 {
-		return ratelimit.Decision{}, errUnexpectedReply
+	tolerance := interval * burst
+	if r < 0 {
+		reset := -1 - r
+		return ratelimit.Decision{
+			RetryAfter: time.Duration(reset+interval-tolerance) * time.Microsecond,
+			ResetAfter: time.Duration(reset) * time.Microsecond,
+		}, nil
 	}
 	return ratelimit.Decision{
-		Allowed:    res[0] == 1,
-		Remaining:  res[1],
-		RetryAfter: time.Duration(res[2]) * time.Microsecond,
-		ResetAfter: time.Duration(res[3]) * time.Microsecond,
+		Allowed:    true,
+		Remaining:  (tolerance - r) / interval,
+		ResetAfter: time.Duration(r) * time.Microsecond,
 	}, nil
 }
 

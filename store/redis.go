@@ -70,6 +70,7 @@ var clients = caddy.NewUsagePool()
 
 type pooledClient struct {
 	redis.UniversalClient
+	pipe *pipeliner
 }
 
 func (p *pooledClient) Destruct() error { return p.Close() }
@@ -151,7 +152,8 @@ func (c *RedisConfig) open() (*pooledClient, string, error) {
 	sum := sha256.Sum256(fp)
 	key := "redis:" + hex.EncodeToString(sum[:])
 	val, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return &pooledClient{redis.NewUniversalClient(opts)}, nil
+		c := redis.NewUniversalClient(opts)
+		return &pooledClient{UniversalClient: c, pipe: newPipeliner(c)}, nil
 	})
 	if err != nil {
 		return nil, "", err

@@ -16,7 +16,8 @@ import (
 func redisStores(t *testing.T) (*RedisRateLimit, *RedisDedup, *redistest.Server) {
 	srv := redistest.Start(t)
 	c := srv.Client()
-	return &RedisRateLimit{client: c, prefix: "t:rl:", timeout: time.Second},
+	pipe := newPipeliner(c)
+	return &RedisRateLimit{pipe: pipe, prefix: "t:rl:", timeout: time.Second},
 		&RedisDedup{client: c, prefix: "t:dd:", timeout: time.Second}, srv
 }
 
@@ -113,6 +114,48 @@ func TestRedisKeyTTLEndsWhenDrained(t *testing.T) {
 	ttl, err := c.PTTL(context.Background(), rl.redisKey("ttl-key")).Result()
 	if err != nil || ttl > 18*time.Second || ttl < 17*time.Second {
 		t.Fatalf("TTL %v (%v), want about 18s", ttl, err)
+	}
+}
+
+// TestRedisRateLimitSurvivesScriptFlush: after SCRIPT FLUSH (or a Redis
+// restart) the batch that meets NOSCRIPT is sent again with the script's
+// text, and no decision is taken twice.
+func TestRedisRateLimitSurvivesScriptFlush(t *testing.T) {
+	rl, _, srv := redisStores(t)
+	c := srv.Client()
+	l := ratelimit.Limit{Rate: 5, Window: time.Hour}
+	var got []bool
+	for i := 0; i < 7; i++ {
+		if err := c.ScriptFlush(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		d, err := rl.Take(context.Background(), "flushed", l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d.Allowed)
+	}
+	if fmt.Sprint(got) != "[true true true true true false false]" {
+		t.Fatalf("decisions %v, want 5 admitted then 2 denied", got)
+	}
+}
+
+// TestRedisRateLimitDeadline: with Redis unreachable, a decision returns
+// an error within its timeout instead of waiting for the client's
+// retries.
+func TestRedisRateLimitDeadline(t *testing.T) {
+	rl, _, srv := redisStores(t)
+	rl.timeout = 100 * time.Millisecond
+	srv.Kill()
+	start := time.Now()
+	_, err := rl.Take(context.Background(), "down", ratelimit.Limit{Rate: 5, Window: time.Hour})
+	if err == nil {
+		t.Fatal("decision without Redis")
+	}
+	// Generous bound: the deadline is 100ms; this only catches a call
+	// that waits for something else entirely (minutes of retries).
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("took %v with a 100ms timeout", el)
 	}
 }
 
