@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -89,6 +90,10 @@ type Handler struct {
 	policy    string
 	label     string
 	logger    *zap.Logger
+
+	allowed, denied, storeError prometheus.Counter
+	storeErrors                 prometheus.Counter
+	rejLogs, storeLogs          *webhookauth.LogSampler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -159,6 +164,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.policy = fmt.Sprintf("%q;q=%d;w=%d", h.label, h.Rate, ceilSeconds(time.Duration(h.Window)))
+	if err := webhookauth.RegisterMetrics(ctx); err != nil {
+		return fmt.Errorf("webhook_rate_limit: registering metrics: %w", err)
+	}
+	h.allowed, h.denied, h.storeError = webhookauth.RateLimitCounters(h.label)
+	storeLabel := h.Store
+	if storeLabel == "" {
+		storeLabel = "memory"
+	}
+	h.storeErrors = webhookauth.StoreErrorCounter(storeLabel, "rate_limit")
+	h.rejLogs, h.storeLogs = new(webhookauth.LogSampler), new(webhookauth.LogSampler)
 	return nil
 }
 
@@ -199,6 +214,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	d, err := h.store.Take(r.Context(), key, h.limit)
 	if err != nil {
+		h.storeError.Inc()
+		h.storeErrors.Inc()
 		return h.storeFailed(w, r, next, repl, err)
 	}
 	retryAfter := int64(0)
@@ -209,11 +226,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.webhook.rate_limit.remaining", d.Remaining)
 	repl.Set("http.webhook.rate_limit.retry_after", retryAfter)
 	if d.Allowed {
+		h.allowed.Inc()
 		if h.Headers {
 			h.setHeaders(w.Header(), d)
 		}
 		return next.ServeHTTP(w, r)
 	}
+	h.denied.Inc()
 	h.setHeaders(w.Header(), d)
 	repl.Set("http.webhook.result", string(webhookauth.ReasonRateLimited))
 	rej := &webhookauth.Rejection{
@@ -221,8 +240,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		Detail: "too many requests for this key; retry after " + strconv.FormatInt(retryAfter, 10) + "s",
 	}
 	if ce := h.logger.Check(zapcore.InfoLevel, "webhook rate limited"); ce != nil {
-		clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-		ce.Write(zap.String("limiter", h.label), zap.String("client_ip", clientIP), zap.Int64("retry_after", retryAfter))
+		if ok, suppressed := h.rejLogs.Allow(time.Now()); ok {
+			clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+			ce.Write(zap.String("limiter", h.label), zap.String("client_ip", clientIP), zap.Int64("retry_after", retryAfter), zap.Int64("suppressed", suppressed))
+		}
 	}
 	return webhookauth.Respond(w, rej.WithRetryAfter(retryAfter), h.OnReject)
 }
@@ -240,7 +261,9 @@ func (h *Handler) setHeaders(hdr http.Header, d Decision) {
 func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
 	allow := h.OnStoreError == webhookauth.OnStoreErrorAllow
 	if ce := h.logger.Check(zapcore.WarnLevel, "webhook rate limit store unavailable"); ce != nil {
-		ce.Write(zap.String("limiter", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err))
+		if ok, suppressed := h.storeLogs.Allow(time.Now()); ok {
+			ce.Write(zap.String("limiter", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err), zap.Int64("suppressed", suppressed))
+		}
 	}
 	if allow {
 		return next.ServeHTTP(w, r)

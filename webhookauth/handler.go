@@ -107,6 +107,9 @@ type Handler struct {
 	allow    string
 	logger   *zap.Logger
 	now      func() time.Time
+	metrics  handlerMetrics
+	rejLogs  *LogSampler
+	storeLog *LogSampler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -153,6 +156,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
 	}
 	h.verifier = NewVerifier(scheme, keys, tolerance)
+	if err := RegisterMetrics(ctx); err != nil {
+		return fmt.Errorf("webhook_auth %s: registering metrics: %w", h.label, err)
+	}
 
 	h.maxBody = h.MaxBody
 	if h.maxBody == 0 {
@@ -175,6 +181,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	} else if h.Store != "" {
 		return fmt.Errorf("webhook_auth %s: 'store' is set but 'dedup' is not", h.label)
 	}
+	storeLabel := ""
+	if h.dedup != nil {
+		storeLabel = h.Store
+		if storeLabel == "" {
+			storeLabel = "memory"
+		}
+	}
+	h.metrics = newHandlerMetrics(h.label, len(keys), storeLabel)
+	h.rejLogs, h.storeLog = new(LogSampler), new(LogSampler)
 	return nil
 }
 
@@ -250,6 +265,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if err != nil {
+		h.metrics.count(resultReadError)
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	if rej == nil {
@@ -257,9 +273,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if h.dedup != nil && h.Mode != ModeReport {
 			return h.serveOnce(w, r, next, repl, id)
 		}
+		h.metrics.count(resultVerified)
 		return next.ServeHTTP(w, r)
 	}
 	repl.Set("http.webhook.result", string(rej.Reason))
+	h.metrics.count(string(rej.Reason))
 	h.logRejection(r, repl, rej)
 	if h.Mode == ModeReport {
 		return next.ServeHTTP(w, r)
@@ -301,9 +319,14 @@ func (h *Handler) check(r *http.Request, repl *caddy.Replacer) (*Rejection, *bod
 	if rej != nil || err != nil {
 		return rej, b, "", err
 	}
+	start := time.Now()
 	idx, rej := ver.Finish(b.buf)
+	h.metrics.verify.Observe(time.Since(start).Seconds())
 	if rej != nil {
 		return rej, b, "", nil
+	}
+	if idx < len(h.metrics.secrets) {
+		h.metrics.secrets[idx].Inc()
 	}
 	repl.Set("http.webhook.secret_index", idx)
 	id := ver.ID
@@ -334,14 +357,21 @@ func (h *Handler) methodAllowed(m string) bool {
 	return false
 }
 
-// logRejection writes one line per rejection. It names the delivery but
-// never includes a secret, a signature or the body.
+// logRejection writes one line per rejection, sampled: past
+// DefaultLogsPerSecond lines a second they are counted instead, and the
+// next line written says how many were suppressed. A line names the
+// delivery but never includes a secret, a signature or the body.
 func (h *Handler) logRejection(r *http.Request, repl *caddy.Replacer, rej *Rejection) {
 	ce := h.logger.Check(zapcore.InfoLevel, "webhook rejected")
 	if ce == nil {
 		return
 	}
+	ok, suppressed := h.rejLogs.Allow(h.now())
+	if !ok {
+		return
+	}
 	id, _ := repl.GetString("http.webhook.id")
+	secretIndex, _ := repl.GetString("http.webhook.secret_index")
 	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	ce.Write(
 		zap.String("provider", h.label),
@@ -351,7 +381,9 @@ func (h *Handler) logRejection(r *http.Request, repl *caddy.Replacer, rej *Rejec
 		zap.String("client_ip", clientIP),
 		zap.String("method", r.Method),
 		zap.String("uri", r.RequestURI),
+		zap.String("secret_index", secretIndex),
 		zap.Bool("report_only", h.Mode == ModeReport),
+		zap.Int64("suppressed", suppressed),
 	)
 }
 

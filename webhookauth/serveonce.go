@@ -69,21 +69,25 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 	token := rand.Uint64()
 	claim, err := h.dedup.Claim(r.Context(), key, token, time.Duration(h.DedupClaimTTL))
 	if err != nil {
+		h.metrics.claimErr.Inc()
 		return h.dedupUnavailable(w, r, next, repl, err)
 	}
 	switch claim {
 	case Done:
 		repl.Set("http.webhook.duplicate", true)
 		repl.Set("http.webhook.result", resultDuplicate)
+		h.metrics.count(resultDuplicate)
 		return writeDuplicate(w, id)
 	case InFlight:
 		repl.Set("http.webhook.result", string(ReasonDeliveryInProgress))
+		h.metrics.count(string(ReasonDeliveryInProgress))
 		rej := reject(ReasonDeliveryInProgress, "a copy of this delivery is being processed; retry shortly")
 		retry := min(int64(time.Duration(h.DedupClaimTTL)/time.Second), 5)
 		h.logRejection(r, repl, rej)
 		return Respond(w, rej.WithRetryAfter(retry), h.OnReject)
 	}
 	repl.Set("http.webhook.duplicate", false)
+	h.metrics.count(resultVerified)
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err = next.ServeHTTP(rec, r)
 	status := rec.Status()
@@ -95,8 +99,11 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 	defer cancel()
 	if ferr := h.dedup.Finish(ctx, key, token, done, time.Duration(h.Dedup)); ferr != nil {
 		// The claim expires on its own; a retry then goes through.
+		h.metrics.finErr.Inc()
 		if ce := h.logger.Check(zapcore.WarnLevel, "webhook dedup finish failed"); ce != nil {
-			ce.Write(zap.String("provider", h.label), zap.String("id", id), zap.Bool("delivered", done), zap.Error(ferr))
+			if ok, suppressed := h.storeLog.Allow(h.now()); ok {
+				ce.Write(zap.String("provider", h.label), zap.String("id", id), zap.Bool("delivered", done), zap.Error(ferr), zap.Int64("suppressed", suppressed))
+			}
 		}
 	}
 	return err
@@ -106,12 +113,16 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) dedupUnavailable(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
 	allow := h.OnStoreError == OnStoreErrorAllow
 	if ce := h.logger.Check(zapcore.WarnLevel, "webhook dedup store unavailable"); ce != nil {
-		ce.Write(zap.String("provider", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err))
+		if ok, suppressed := h.storeLog.Allow(h.now()); ok {
+			ce.Write(zap.String("provider", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err), zap.Int64("suppressed", suppressed))
+		}
 	}
 	if allow {
+		h.metrics.count(resultVerified)
 		return next.ServeHTTP(w, r)
 	}
 	repl.Set("http.webhook.result", string(ReasonStoreUnavailable))
+	h.metrics.count(string(ReasonStoreUnavailable))
 	return Respond(w, StoreUnavailable("the delivery store is unavailable; retry shortly"), h.OnReject)
 }
 
