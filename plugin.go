@@ -3,13 +3,15 @@
 //
 //	xcaddy build --with github.com/webhookauth/caddy-webhookauth
 //
-// brings the webhook_auth and webhook_rate_limit handlers, the webhook app
-// and their Caddyfile directives.
+// brings the webhook_auth and webhook_rate_limit handlers, the webhook app,
+// their Caddyfile directives and the `caddy webhook sign|send` commands.
 package caddywebhookauth
 
 import (
 	// The Caddyfile surface imports and registers every module.
 	_ "github.com/webhookauth/caddy-webhookauth/caddyfile"
+	// caddy webhook sign|send.
+	_ "github.com/webhookauth/caddy-webhookauth/command"
 	_ "github.com/webhookauth/caddy-webhookauth/ratelimit"
 	_ "github.com/webhookauth/caddy-webhookauth/store"
 	_ "github.com/webhookauth/caddy-webhookauth/webhookauth"

@@ -1,0 +1,137 @@
+package caddywebhookauth_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
+)
+
+// runCLI runs the caddy binary built from this repository and returns its
+// stdout, stderr and exit code.
+func runCLI(t *testing.T, env []string, stdin []byte, args ...string) (string, string, int) {
+	t.Helper()
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// TestCLISign: `caddy webhook sign` prints exactly the header lines a
+// sender would send, and nothing else, on stdout.
+func TestCLISign(t *testing.T) {
+	body := []byte(`{"action":"opened"}`)
+	out, stderr, code := runCLI(t, []string{"CLI_SECRET=" + githubSecret}, body,
+		"webhook", "sign", "--provider", "github", "--secret-env", "CLI_SECRET", "--id", "cli-1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	p, _ := webhookauth.LookupPreset("github")
+	s, _ := p.Scheme.Compile()
+	h, err := s.SignHeaders(githubSecret, webhookauth.Delivery{Body: body, ID: "cli-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "X-GitHub-Delivery: cli-1\nX-Hub-Signature-256: " + h.Get("X-Hub-Signature-256") + "\n"
+	if out != want {
+		t.Fatalf("stdout:\n%s\nwant:\n%s", out, want)
+	}
+
+	// Stripe at a fixed instant, body from a file.
+	file := filepath.Join(t.TempDir(), "event.json")
+	os.WriteFile(file, []byte(`{"id":"evt_1"}`), 0o600)
+	out, stderr, code = runCLI(t, nil, nil, "webhook", "sign", "-p", "stripe", "-s", stripeSecret, "-f", file, "--timestamp", "1700000000")
+	if code != 0 || !strings.HasPrefix(out, "Stripe-Signature: t=1700000000,v1=") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("exit %d, stdout %q, stderr %s", code, out, stderr)
+	}
+
+	_, stderr, code = runCLI(t, nil, nil, "webhook", "sign", "-p", "github")
+	if code == 0 || !strings.Contains(stderr, "--secret") {
+		t.Fatalf("no secret: exit %d, stderr %s", code, stderr)
+	}
+}
+
+// TestCLISendThroughRealCaddy: `caddy webhook send` against a real Caddy
+// with the plugin: a good delivery reaches the backend byte for byte with
+// the extra header and exits 0; its copy is absorbed as a duplicate; one
+// signed with the wrong secret prints the 401 answer and exits non-zero.
+func TestCLISendThroughRealCaddy(t *testing.T) {
+	be := newBackend(t)
+	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(`
+	{
+		skip_install_trust
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+		grace_period 1ns
+	}
+	:9080 {
+		route /github {
+			webhook_auth github {
+				secret {env.WEBHOOKAUTH_IT_GITHUB}
+				dedup
+			}
+			reverse_proxy %s
+		}
+	}
+	`, be.URL), "caddyfile")
+
+	body := []byte("{\"action\":\"closed\",\"n\":\"" + time.Now().Format(time.RFC3339Nano) + "\"}\n")
+	file := filepath.Join(t.TempDir(), "event.json")
+	if err := os.WriteFile(file, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"CLI_SECRET=" + githubSecret, "CLI_WRONG=not-the-secret"}
+	send := func(secretEnv, id string) (string, string, int) {
+		return runCLI(t, env, nil, "webhook", "send", "--provider", "github", "--secret-env", secretEnv,
+			"--body-file", file, "--id", id, "--header", "X-GitHub-Event: push", "http://localhost:9080/github")
+	}
+
+	id := fmt.Sprintf("cli-send-%d", time.Now().UnixNano())
+	out, stderr, code := send("CLI_SECRET", id)
+	if code != 0 || !strings.HasPrefix(out, "HTTP/1.1 200 OK\n") || !strings.Contains(out, fmt.Sprintf("backend got %d bytes", len(body))) {
+		t.Fatalf("good delivery: exit %d, stdout %q, stderr %s", code, out, stderr)
+	}
+	got := be.take()
+	if len(got) != 1 || !bytes.Equal(got[0].body, body) || got[0].header.Get("X-GitHub-Event") != "push" {
+		t.Fatalf("backend got %+v", got)
+	}
+
+	out, _, code = send("CLI_SECRET", id)
+	if code != 0 || !strings.Contains(out, `"status":"duplicate"`) || len(be.take()) != 0 {
+		t.Fatalf("copy: exit %d, stdout %q", code, out)
+	}
+
+	out, stderr, code = send("CLI_WRONG", id+"-x")
+	if code == 0 || !strings.HasPrefix(out, "HTTP/1.1 401 Unauthorized\n") || !strings.Contains(out, `"reason":"signature_invalid"`) {
+		t.Fatalf("wrong secret: exit %d, stdout %q, stderr %s", code, out, stderr)
+	}
+	if !strings.Contains(stderr, "401") || len(be.take()) != 0 {
+		t.Fatalf("wrong secret: stderr %s", stderr)
+	}
+}
