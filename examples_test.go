@@ -1,0 +1,91 @@
+package caddywebhookauth_test
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// shellCommands returns the commands in the ```sh blocks of a README.
+func shellCommands(t *testing.T, readme string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmds []string
+	in := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		switch {
+		case line == "```sh":
+			in = true
+		case line == "```":
+			in = false
+		case in && strings.TrimSpace(line) != "":
+			cmds = append(cmds, line)
+		}
+	}
+	return cmds
+}
+
+// TestProviderExamples runs each provider example exactly as its README
+// says, with `go run ./cmd/caddy` standing for the binary built from this
+// repository: the run command, then the `caddy webhook send` command,
+// which must get a 2xx answer from the stand-in backend through the gate.
+func TestProviderExamples(t *testing.T) {
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"github", "gitlab", "shopify", "slack", "standard", "stripe"} {
+		t.Run(name, func(t *testing.T) {
+			cmds := shellCommands(t, "examples/"+name+"/README.md")
+			if len(cmds) != 2 || !strings.Contains(cmds[0], " run --config examples/"+name+"/Caddyfile") || !strings.Contains(cmds[1], " webhook send ") {
+				t.Fatalf("README commands %q: want the run command and the send command", cmds)
+			}
+			local := func(c string) string { return strings.ReplaceAll(c, "go run ./cmd/caddy", bin) }
+
+			server := exec.Command("bash", "-c", strings.Replace(local(cmds[0]), " "+bin, " exec "+bin, 1))
+			server.Env = append(os.Environ(), "HOME="+t.TempDir())
+			var logs bytes.Buffer
+			server.Stdout, server.Stderr = &logs, &logs
+			if err := server.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				server.Process.Signal(syscall.SIGTERM)
+				server.Wait()
+				if t.Failed() {
+					t.Logf("caddy logged:\n%s", logs.String())
+				}
+			}()
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				resp, err := http.Get("http://localhost:2019/config/")
+				if err == nil {
+					resp.Body.Close()
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the example's Caddy did not start")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+
+			send := exec.Command("bash", "-c", local(cmds[1]))
+			out, err := send.Output()
+			if err != nil {
+				t.Fatalf("send: %v\n%s", err, out)
+			}
+			if !strings.HasPrefix(string(out), "HTTP/1.1 200 OK\n") || !strings.Contains(string(out), "backend received") {
+				t.Fatalf("send printed %q", out)
+			}
+			t.Logf("%s", out)
+		})
+	}
+}
