@@ -83,13 +83,14 @@ type Handler struct {
 	// error for handle_errors).
 	OnReject string `json:"on_reject,omitempty"`
 
-	limit     Limit
-	store     Store
-	poolKey   string
-	keyPrefix string
-	policy    string
-	label     string
-	logger    *zap.Logger
+	limit      Limit
+	store      Store
+	poolKey    string
+	keyPrefix  string
+	policy     string
+	label      string
+	labelValue any // label boxed once
+	logger     *zap.Logger
 
 	allowed, denied, storeError prometheus.Counter
 	storeErrors                 prometheus.Counter
@@ -174,6 +175,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.storeErrors = webhookauth.StoreErrorCounter(storeLabel, "rate_limit")
 	h.rejLogs, h.storeLogs = new(webhookauth.LogSampler), new(webhookauth.LogSampler)
+	h.labelValue = h.label
 	return nil
 }
 
@@ -222,7 +224,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !d.Allowed {
 		retryAfter = ceilSeconds(d.RetryAfter)
 	}
-	repl.Set("http.webhook.rate_limit.name", h.label)
+	repl.Set("http.webhook.rate_limit.name", h.labelValue)
 	repl.Set("http.webhook.rate_limit.remaining", d.Remaining)
 	repl.Set("http.webhook.rate_limit.retry_after", retryAfter)
 	if d.Allowed {

@@ -79,7 +79,7 @@ func (a *App) DedupStore(name string) (webhookauth.DedupStore, error) {
 	if err := a.needRedis(name); err != nil {
 		return nil, err
 	}
-	return &RedisDedup{client: a.client.UniversalClient, prefix: a.Redis.keyPrefix() + "d:", timeout: a.Redis.timeout()}, nil
+	return &RedisDedup{pipe: a.client.pipe, prefix: a.Redis.keyPrefix() + "d:", timeout: a.Redis.timeout()}, nil
 }
 
 func (a *App) needRedis(name string) error {

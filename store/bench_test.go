@@ -152,7 +152,7 @@ func BenchmarkDedup(b *testing.B) {
 	}
 	b.Run("memory_claim_finish", func(b *testing.B) { run(b, webhookauth.NewMemoryDedup(nil)) })
 	b.Run("redis_claim_finish", func(b *testing.B) {
-		run(b, &RedisDedup{client: client, prefix: "b:dd:", timeout: time.Second})
+		run(b, &RedisDedup{pipe: newPipeliner(client), prefix: "b:dd:", timeout: time.Second})
 	})
 	b.Run("redis_plain_set_nx", func(b *testing.B) {
 		b.ReportAllocs()

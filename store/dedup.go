@@ -13,17 +13,9 @@ import (
 
 var errUnexpectedReply = errors.New("unexpected reply from redis")
 
-// claimScript claims an id in one round trip: SET NX with the claim's TTL,
-// and otherwise tells whether the holder is done ("d") or in flight.
-var claimScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == 'd' then return 3 end
-return 2
-`)
-
 // finishScript marks a claim done or releases it, only if it is still the
 // caller's own (a claim that expired may have been taken by another).
-var finishScript = redis.NewScript(`
+var finishScript = newScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '1' then
 	redis.call('SET', KEYS[1], 'd', 'PX', ARGV[3])
@@ -37,39 +29,40 @@ return 1
 // key per delivery id, holding the claim's token while in flight and "d"
 // once delivered, always with a TTL.
 type RedisDedup struct {
-	client  redis.Scripter
+	pipe    *pipeliner
 	prefix  string
 	timeout time.Duration
 }
 
 // Claim implements webhookauth.DedupStore.
 func (s *RedisDedup) Claim(ctx context.Context, id string, token uint64, claimTTL time.Duration) (webhookauth.ClaimResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	n, err := claimScript.Run(ctx, s.client, []string{s.prefix + id}, claimValue(token), claimTTL.Milliseconds()).Int64()
+	// SET NX GET (Redis 7.0): sets the claim if the key is free and
+	// returns nil, or returns what the key holds and leaves it alone. One
+	// plain command, no script.
+	prev, err := s.pipe.command(ctx, s.timeout, "set", s.prefix+id, claimValue(token), "nx", "get", "px", claimTTL.Milliseconds())
+	if err == redis.Nil {
+		return webhookauth.Claimed, nil
+	}
 	if err != nil {
 		return 0, err
 	}
-	switch n {
-	case 1:
-		return webhookauth.Claimed, nil
-	case 2:
+	if v, ok := prev.(string); ok {
+		if v == "d" {
+			return webhookauth.Done, nil
+		}
 		return webhookauth.InFlight, nil
-	case 3:
-		return webhookauth.Done, nil
 	}
 	return 0, errUnexpectedReply
 }
 
 // Finish implements webhookauth.DedupStore.
 func (s *RedisDedup) Finish(ctx context.Context, id string, token uint64, done bool, doneTTL time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	flag := "0"
 	if done {
 		flag = "1"
 	}
-	return finishScript.Run(ctx, s.client, []string{s.prefix + id}, claimValue(token), flag, doneTTL.Milliseconds()).Err()
+	_, err := s.pipe.call(ctx, s.timeout, finishScript, s.prefix+id, claimValue(token), flag, doneTTL.Milliseconds())
+	return err
 }
 
 // claimValue is what an in-flight key holds: "c" and the claim's token,

@@ -9,50 +9,61 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Rate-limit decisions that arrive together share a pipeline: each is
-// still one script call and one round trip, but Redis reads and writes a
-// whole batch per system call, and the client needs one connection per
-// batch instead of one per request. Under a flood this is what lets one
-// Redis serve several Caddy servers.
+// Script calls that arrive together (rate-limit decisions, dedup claims
+// and finishes) share a pipeline: each is still one script call and one
+// round trip, but Redis reads and writes a whole batch per system call,
+// and the client needs one connection per batch instead of one per
+// request. Under a flood this is what lets one Redis serve several Caddy
+// servers.
 //
 // There are no worker goroutines: a caller that finds fewer than
 // pipelineFlushers batches in flight sends the queue itself, its own call
 // included, so a lone request costs what a direct call costs. Callers
 // that find all flushers busy queue and wait; the next batch takes them.
 const (
-	pipelineFlushers = 4
+	pipelineFlushers = 1
 	pipelineMaxBatch = 128
 )
 
-// gcraCall is one decision waiting for its batch. Calls are pooled with
-// their argument array and timer, so a decision allocates little more
-// than go-redis' command and the key.
-type gcraCall struct {
-	args     [6]any // evalsha, sha, 1, key, interval µs, burst
+// script is a Lua script with its hash boxed once.
+type script struct {
+	src string
+	sha any
+}
+
+func newScript(src string) *script {
+	return &script{src: src, sha: redis.NewScript(src).Hash()}
+}
+
+// scriptCall is one command waiting for its batch: a script call on one
+// key, or (script nil) a plain command. Calls are pooled with their
+// argument array and timer, so a call allocates little more than
+// go-redis' command.
+type scriptCall struct {
+	script   *script
+	args     [7]any // evalsha, sha, 1, key, up to 3 arguments; or a command
+	nargs    int
 	deadline time.Time
 	timer    *time.Timer
 
-	res  int64
+	res  any
 	err  error
 	done chan struct{}
 }
 
-// shaArg is the script's hash, boxed once.
-var shaArg any = gcraScript.Hash()
-
-var gcraCalls = sync.Pool{New: func() any {
+var scriptCalls = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &gcraCall{args: [6]any{"evalsha", shaArg, 1}, timer: t, done: make(chan struct{}, 1)}
+	return &scriptCall{timer: t, done: make(chan struct{}, 1)}
 }}
 
-// pipeliner runs the GCRA script for concurrent callers in shared
+// pipeliner runs script calls for concurrent callers in shared
 // pipelines.
 type pipeliner struct {
 	client redis.UniversalClient
 
 	mu       sync.Mutex
-	queue    []*gcraCall
+	queue    []*scriptCall
 	flushers int
 
 	batches sync.Pool // *batch
@@ -61,25 +72,49 @@ type pipeliner struct {
 // batch is a flusher's reusable state.
 type batch struct {
 	pipe  redis.Pipeliner
-	calls []*gcraCall
+	calls []*scriptCall
 	cmds  []*redis.Cmd
 }
 
 func newPipeliner(client redis.UniversalClient) *pipeliner {
 	p := &pipeliner{client: client}
 	p.batches.New = func() any {
-		return &batch{pipe: client.Pipeline(), calls: make([]*gcraCall, 0, pipelineMaxBatch), cmds: make([]*redis.Cmd, 0, pipelineMaxBatch)}
+		return &batch{pipe: client.Pipeline(), calls: make([]*scriptCall, 0, pipelineMaxBatch), cmds: make([]*redis.Cmd, 0, pipelineMaxBatch)}
 	}
 	return p
 }
 
-// gcra runs one decision with the script's arguments (interval and burst
-// boxed by the caller, once per limit). It returns the script's reply
-// when it is in, or an error when ctx is done or timeout has passed,
-// whichever comes first.
-func (p *pipeliner) gcra(ctx context.Context, timeout time.Duration, key string, limitArgs *[2]any) (int64, error) {
-	c := gcraCalls.Get().(*gcraCall)
-	c.args[3], c.args[4], c.args[5] = key, limitArgs[0], limitArgs[1]
+// call runs sc with one key and its arguments (at most 3; the caller
+// boxes them, once per limit where it can) and returns its integer reply.
+func (p *pipeliner) call(ctx context.Context, timeout time.Duration, sc *script, key string, argv ...any) (int64, error) {
+	c := scriptCalls.Get().(*scriptCall)
+	c.script = sc
+	c.args[0], c.args[1], c.args[2], c.args[3] = "evalsha", sc.sha, 1, key
+	c.nargs = 4 + copy(c.args[4:], argv)
+	res, err := p.wait(ctx, timeout, c)
+	if err != nil {
+		return 0, err
+	}
+	n, ok := res.(int64)
+	if !ok {
+		return 0, errUnexpectedReply
+	}
+	return n, nil
+}
+
+// command runs a plain command (at most 7 words) and returns its reply;
+// a nil reply is redis.Nil.
+func (p *pipeliner) command(ctx context.Context, timeout time.Duration, args ...any) (any, error) {
+	c := scriptCalls.Get().(*scriptCall)
+	c.script = nil
+	c.nargs = copy(c.args[:], args)
+	return p.wait(ctx, timeout, c)
+}
+
+// wait queues c, flushes the queue if fewer than pipelineFlushers are
+// at it, and returns c's reply when it is in, or an error when ctx is
+// done or timeout has passed, whichever comes first.
+func (p *pipeliner) wait(ctx context.Context, timeout time.Duration, c *scriptCall) (any, error) {
 	c.err = nil
 	c.deadline = time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(c.deadline) {
@@ -100,22 +135,23 @@ func (p *pipeliner) gcra(ctx context.Context, timeout time.Duration, key string,
 	select {
 	case <-c.done:
 		res, err := c.res, c.err
-		c.args[3] = nil
-		gcraCalls.Put(c)
+		clear(c.args[:])
+		c.res = nil
+		scriptCalls.Put(c)
 		return res, err
 	case <-ctx.Done():
 		// A flusher may still hold c and will signal into its buffered
 		// channel; c is left to the garbage collector.
-		return 0, ctx.Err()
+		return nil, ctx.Err()
 	case <-c.timer.C:
-		return 0, context.DeadlineExceeded
+		return nil, context.DeadlineExceeded
 	}
 }
 
 // flush sends batches until the queue is empty. A caller flushes until
 // its own call (own) is answered; if more calls are queued by then, a new
 // goroutine takes over its place so the caller can return.
-func (p *pipeliner) flush(own *gcraCall) {
+func (p *pipeliner) flush(own *scriptCall) {
 	b := p.batches.Get().(*batch)
 	defer p.batches.Put(b)
 	answered := own == nil
@@ -171,7 +207,7 @@ func (p *pipeliner) run(b *batch) {
 	defer cancel()
 	b.cmds = p.exec(ctx, b.pipe, live, b.cmds[:0])
 	for i, c := range live {
-		c.res, c.err = b.cmds[i].Int64()
+		c.res, c.err = b.cmds[i].Result()
 		c.err = scriptError(c.err)
 		c.done <- struct{}{}
 	}
@@ -179,19 +215,20 @@ func (p *pipeliner) run(b *batch) {
 	clear(b.calls)
 }
 
-// exec pipelines the script by its hash and sends again, with the
-// script's text, the calls Redis answered NOSCRIPT (first use, a restart,
-// SCRIPT FLUSH). Only those: the others have already been decided.
-func (p *pipeliner) exec(ctx context.Context, pipe redis.Pipeliner, live []*gcraCall, cmds []*redis.Cmd) []*redis.Cmd {
+// exec pipelines the calls by their scripts' hashes and sends again,
+// with the scripts' text, the calls Redis answered NOSCRIPT (first use, a
+// restart, SCRIPT FLUSH). Only those: the others have already run.
+func (p *pipeliner) exec(ctx context.Context, pipe redis.Pipeliner, live []*scriptCall, cmds []*redis.Cmd) []*redis.Cmd {
 	for _, c := range live {
-		cmds = append(cmds, pipe.Do(ctx, c.args[:]...))
+		cmds = append(cmds, pipe.Do(ctx, c.args[:c.nargs]...))
 	}
 	_, _ = pipe.Exec(ctx)
 	retried := false
 	for i, cmd := range cmds {
-		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		if live[i].script != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			c := live[i]
-			cmds[i] = pipe.Eval(ctx, gcraSource, []string{c.args[3].(string)}, c.args[4], c.args[5])
+			c.args[0], c.args[1] = "eval", c.script.src
+			cmds[i] = pipe.Do(ctx, c.args[:c.nargs]...)
 			retried = true
 		}
 	}

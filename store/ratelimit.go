@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/webhookauth/caddy-webhookauth/ratelimit"
 )
 
@@ -46,7 +44,7 @@ redis.call('SET', KEYS[1], at_ms * 1000 - nexttat, 'PXAT', at_ms)
 return nexttat - now
 `
 
-var gcraScript = redis.NewScript(gcraSource)
+var gcraScript = newScript(gcraSource)
 
 var errRedisTooOld = errors.New("redis rate limiting needs Redis 7.0 or later (PEXPIRETIME)")
 
@@ -81,7 +79,7 @@ func (s *RedisRateLimit) Take(ctx context.Context, key string, l ratelimit.Limit
 		a = &limitArgs{limit: l, boxed: [2]any{interval, burst}}
 		s.args.Store(a)
 	}
-	r, err := s.pipe.gcra(ctx, s.timeout, s.redisKey(key), &a.boxed)
+	r, err := s.pipe.call(ctx, s.timeout, gcraScript, s.redisKey(key), a.boxed[0], a.boxed[1])
 	if err != nil {
 		return ratelimit.Decision{}, err
 	}

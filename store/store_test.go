@@ -18,7 +18,7 @@ func redisStores(t *testing.T) (*RedisRateLimit, *RedisDedup, *redistest.Server)
 	c := srv.Client()
 	pipe := newPipeliner(c)
 	return &RedisRateLimit{pipe: pipe, prefix: "t:rl:", timeout: time.Second},
-		&RedisDedup{client: c, prefix: "t:dd:", timeout: time.Second}, srv
+		&RedisDedup{pipe: pipe, prefix: "t:dd:", timeout: time.Second}, srv
 }
 
 // rateStores are the stores the same GCRA table runs against.

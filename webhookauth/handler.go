@@ -101,15 +101,17 @@ type Handler struct {
 	dedup    DedupStore
 	usesPool bool
 	label    string
-	idField  string
-	evField  string
-	maxBody  int64
-	allow    string
-	logger   *zap.Logger
-	now      func() time.Time
-	metrics  handlerMetrics
-	rejLogs  *LogSampler
-	storeLog *LogSampler
+	// labelValue is label boxed once for the replacer.
+	labelValue any
+	idField    string
+	evField    string
+	maxBody    int64
+	allow      string
+	logger     *zap.Logger
+	now        func() time.Time
+	metrics    handlerMetrics
+	rejLogs    *LogSampler
+	storeLog   *LogSampler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -190,6 +192,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.metrics = newHandlerMetrics(h.label, len(keys), storeLabel)
 	h.rejLogs, h.storeLog = new(LogSampler), new(LogSampler)
+	h.labelValue = h.label
 	return nil
 }
 
@@ -255,7 +258,7 @@ func placeholderOnly(s string) string {
 // ServeHTTP verifies the request and passes it on, or refuses it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("http.webhook.provider", h.label)
+	repl.Set("http.webhook.provider", h.labelValue)
 
 	rej, b, id, err := h.check(r, repl)
 	if b != nil {
@@ -276,7 +279,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.metrics.count(resultVerified)
 		return next.ServeHTTP(w, r)
 	}
-	repl.Set("http.webhook.result", string(rej.Reason))
+	repl.Set("http.webhook.result", rej.Reason.value())
 	h.metrics.count(string(rej.Reason))
 	h.logRejection(r, repl, rej)
 	if h.Mode == ModeReport {

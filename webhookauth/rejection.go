@@ -1,10 +1,11 @@
 package webhookauth
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -30,6 +31,26 @@ const (
 	resultDuplicate                    = "duplicate"
 	resultUnverifiedPassThrough        = "report_only"
 )
+
+// reasonValues are the reasons boxed once, for the replacer.
+var reasonValues = func() map[Reason]any {
+	m := make(map[Reason]any)
+	for _, r := range []Reason{ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureInvalid,
+		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge,
+		ReasonDeliveryInProgress, ReasonRateLimited, ReasonStoreUnavailable} {
+		m[r] = string(r)
+	}
+	return m
+}()
+
+// value is r as a placeholder value, without an allocation for the known
+// reasons.
+func (r Reason) value() any {
+	if v, ok := reasonValues[r]; ok {
+		return v
+	}
+	return string(r)
+}
 
 // Status is the HTTP status code a rejection with this reason is answered
 // with.
@@ -88,15 +109,6 @@ func (r *Rejection) setHeader(name, value string) {
 	r.Header.Set(name, value)
 }
 
-// problem is the RFC 9457 problem details document written for rejections.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Reason Reason `json:"reason"`
-}
-
 // OnStoreError values, shared by every handler that uses a store: whether
 // a request is refused (503, store_unavailable) or let through when the
 // store cannot be reached.
@@ -121,6 +133,11 @@ const (
 // caddyhttp.Error carrying the status so that handle_errors routes take
 // over; otherwise it writes an application/problem+json body and returns
 // nil. The rejection's own header fields are set in both cases.
+//
+// A flood of bad requests is answered here, so the problem document is
+// written into a pooled buffer by hand (byte for byte what encoding/json
+// would produce; a test holds it to that) and the header values share one
+// allocation.
 func Respond(w http.ResponseWriter, rej *Rejection, onReject string) error {
 	for name, values := range rej.Header {
 		w.Header()[name] = values
@@ -129,24 +146,90 @@ func Respond(w http.ResponseWriter, rej *Rejection, onReject string) error {
 	if onReject == OnRejectError {
 		return caddyhttp.Error(status, rej)
 	}
-	body, err := json.Marshal(problem{
-		Type:   "about:blank",
-		Title:  http.StatusText(status),
-		Status: status,
-		Detail: rej.Detail,
-		Reason: rej.Reason,
-	})
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
+	bp := problemBuffers.Get().(*[]byte)
+	body := appendProblem((*bp)[:0], status, rej)
+	body = append(body, '\n')
+	vals := make([]string, 4)
+	vals[0], vals[1], vals[2], vals[3] = "application/problem+json", strconv.Itoa(len(body)), "no-store", "nosniff"
 	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = vals[0:1:1]
+	h["Content-Length"] = vals[1:2:2]
+	h["Cache-Control"] = vals[2:3:3]
+	h["X-Content-Type-Options"] = vals[3:4:4]
 	w.WriteHeader(status)
-	_, err = w.Write(append(body, '\n'))
+	_, err := w.Write(body)
+	*bp = body
+	problemBuffers.Put(bp)
 	return err
+}
+
+var problemBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// appendProblem appends the JSON of problem{about:blank, status text,
+// status, rej.Detail, rej.Reason} to dst.
+func appendProblem(dst []byte, status int, rej *Rejection) []byte {
+	dst = append(dst, `{"type":"about:blank","title":`...)
+	dst = appendJSONString(dst, http.StatusText(status))
+	dst = append(dst, `,"status":`...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, `,"detail":`...)
+	dst = appendJSONString(dst, rej.Detail)
+	dst = append(dst, `,"reason":`...)
+	dst = appendJSONString(dst, string(rej.Reason))
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string exactly as encoding/json
+// writes it: HTML-sensitive characters, U+2028 and U+2029 escaped, and
+// invalid UTF-8 replaced by U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case c == '\u2028' || c == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // AsRejection reports whether err carries a Rejection and returns it.

@@ -140,7 +140,7 @@ func (st *Verification) Finish(body []byte) (int, *Rejection) {
 				return i, nil
 			}
 		}
-		return -1, reject(ReasonSignatureInvalid, "the token does not match any configured secret")
+		return -1, tokenMismatch
 	}
 	st.values.body = body
 	size := v.scheme.macSize
@@ -157,7 +157,7 @@ func (st *Verification) Finish(body []byte) (int, *Rejection) {
 	}
 	st.values.body = nil
 	if match < 0 {
-		return -1, reject(ReasonSignatureInvalid, "the signature does not match the body with any configured secret")
+		return -1, signatureMismatch
 	}
 	return match, nil
 }
@@ -177,3 +177,11 @@ func requestURL(r *http.Request) string {
 	}
 	return scheme + "://" + r.Host + r.RequestURI
 }
+
+// The rejections of a well-formed signature that matches no secret: what
+// a flood of forged requests gets, so they are made once. Never modify
+// them (no header is ever set on a signature_invalid rejection).
+var (
+	signatureMismatch = reject(ReasonSignatureInvalid, "the signature does not match the body with any configured secret")
+	tokenMismatch     = reject(ReasonSignatureInvalid, "the token does not match any configured secret")
+)
