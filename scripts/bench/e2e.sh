@@ -23,6 +23,7 @@ ROUNDS=${ROUNDS:-3}
 SIZES=${SIZES:-"1024 65536"}
 SIGNED=${SIGNED:-16}
 OUT=${OUT:-$(mktemp -d /tmp/webhook-e2e.XXXXXX)}
+mkdir -p "$OUT"
 need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
 need redis-server redis-server
