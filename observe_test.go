@@ -256,3 +256,73 @@ func TestRejectionLogFloodBounded(t *testing.T) {
 	}
 	t.Logf("%d rejections: %d lines, %d suppressed", flood+1, lines, suppressed)
 }
+
+// TestCountRejectedThroughRealCaddy: a `count rejected` limiter charges
+// only deliveries webhook_auth rejects. A sender that forges three
+// deliveries is then refused with 429 before its body is read or hashed
+// (the verify histogram does not move), while a real sender behind the
+// same limiter is never limited.
+func TestCountRejectedThroughRealCaddy(t *testing.T) {
+	be := newBackend(t)
+	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(`
+	{
+		skip_install_trust
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+		grace_period 1ns
+	}
+	:9080 {
+		route /g {
+			webhook_rate_limit forgers {
+				key   {http.request.header.X-Sender}
+				count rejected
+				rate  3/1h
+			}
+			webhook_auth github {
+				secret {env.WEBHOOKAUTH_IT_GITHUB}
+			}
+			reverse_proxy %s
+		}
+	}
+	`, be.URL), "caddyfile")
+
+	send := func(sender, secret string, want int) {
+		t.Helper()
+		req := signedRequest(t, "github", secret, "http://localhost:9080/g", []byte(`{"a":1}`), time.Now())
+		req.Header.Set("X-Sender", sender)
+		resp := tester.AssertResponseCode(req, want)
+		resp.Body.Close()
+	}
+	const verified = `caddy_webhook_verify_duration_seconds_count{provider="github"}`
+	before := scrape(t, "http://localhost:2999/metrics")
+	for i := 0; i < 10; i++ {
+		send("real", githubSecret, 200)
+	}
+	for i := 0; i < 3; i++ {
+		send("forger", "guessed-secret", 401)
+	}
+	mid := scrape(t, "http://localhost:2999/metrics")
+	for i := 0; i < 5; i++ {
+		send("forger", "guessed-secret", 429)
+	}
+	send("forger", githubSecret, 429) // the key is shut out, even when it signs right
+	send("real", githubSecret, 200)
+	after := scrape(t, "http://localhost:2999/metrics")
+
+	if got := mid[verified] - before[verified]; got != 13 {
+		t.Fatalf("%v verifications for 10 real and 3 forged deliveries, want 13", got)
+	}
+	if got := after[verified] - mid[verified]; got != 1 {
+		t.Fatalf("%v verifications after the forger was shut out, want 1 (the real sender's)", got)
+	}
+	if got := len(be.take()); got != 11 {
+		t.Fatalf("backend got %d deliveries, want 11", got)
+	}
+	denied := `caddy_webhook_rate_limit_decisions_total{decision="denied",name="forgers"}`
+	if got := after[denied] - before[denied]; got != 6 {
+		t.Fatalf("denied went up by %v, want 6", got)
+	}
+}

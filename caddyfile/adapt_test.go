@@ -108,6 +108,10 @@ func TestAdaptErrors(t *testing.T) {
 		{"zero window", `webhook_rate_limit {
 			rate 10/0s
 		}`, "the window must be longer than 0"},
+		{"unknown count", `webhook_rate_limit {
+			rate 10/1m
+			count failures
+		}`, "count"},
 		{"words for events", `webhook_rate_limit {
 			rate ten/1m
 		}`, `"ten" is not a whole number of events`},

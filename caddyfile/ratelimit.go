@@ -26,6 +26,7 @@ import (
 //		on_store_error reject|allow
 //		headers        on|off
 //		on_reject      respond|error
+//		count          all|rejected    # default all
 //	}
 func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	const name = "webhook_rate_limit"
@@ -75,6 +76,8 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 			handler.Store, err = b.oneArg()
 		case "on_store_error":
 			handler.OnStoreError, err = b.choice(webhookauth.OnStoreErrorReject, webhookauth.OnStoreErrorAllow)
+		case "count":
+			handler.Count, err = b.choice(ratelimit.CountAll, ratelimit.CountRejected)
 		case "headers":
 			var v string
 			if v, err = b.choice("on", "off"); err == nil {

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -82,6 +83,17 @@ type Handler struct {
 	// OnReject is respond (default, problem+json) or error (a handler
 	// error for handle_errors).
 	OnReject string `json:"on_reject,omitempty"`
+
+	// Count is all (default: every request spends an event) or rejected:
+	// only requests that webhook_auth later in the route rejects for
+	// something the sender did (a missing, malformed or wrong signature,
+	// a stale timestamp, a wrong method, an oversized body) spend one,
+	// and a key whose budget is spent is refused before its body is read
+	// or hashed. Put such a limiter first to shut out a sender that
+	// forges deliveries without limiting the real ones. Concurrent
+	// rejected requests from one key may overshoot the budget by the
+	// number in flight.
+	Count string `json:"count,omitempty"`
 
 	limit      Limit
 	store      Store
@@ -194,6 +206,11 @@ func (h *Handler) Validate() error {
 	if h.MaxKeys < 0 {
 		return fmt.Errorf("webhook_rate_limit: max_keys must not be negative")
 	}
+	switch h.Count {
+	case "", CountAll, CountRejected:
+	default:
+		return fmt.Errorf("webhook_rate_limit: unknown count %q (want all or rejected)", h.Count)
+	}
 	return nil
 }
 
@@ -207,14 +224,27 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-// ServeHTTP spends one event of the request's key.
+// Count values.
+const (
+	CountAll      = "all"
+	CountRejected = "rejected"
+)
+
+// ServeHTTP spends one event of the request's key (with count rejected:
+// checks that one is left, and spends it if the request is rejected).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	key := repl.ReplaceAll(h.Key, "")
 	if h.keyPrefix != "" {
 		key = h.keyPrefix + key
 	}
-	d, err := h.store.Take(r.Context(), key, h.limit)
+	var d Decision
+	var err error
+	if h.Count == CountRejected {
+		d, err = h.store.Peek(r.Context(), key, h.limit)
+	} else {
+		d, err = h.store.Take(r.Context(), key, h.limit)
+	}
 	if err != nil {
 		h.storeError.Inc()
 		h.storeErrors.Inc()
@@ -232,23 +262,57 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if h.Headers {
 			h.setHeaders(w.Header(), d)
 		}
+		if h.Count == CountRejected {
+			return h.serveCharged(w, r, next, repl, key)
+		}
 		return next.ServeHTTP(w, r)
 	}
 	h.denied.Inc()
-	h.setHeaders(w.Header(), d)
+	hdr := w.Header()
+	h.setHeaders(hdr, d)
+	hdr["Retry-After"] = []string{strconv.FormatInt(max(retryAfter, 1), 10)}
 	repl.Set("http.webhook.result", string(webhookauth.ReasonRateLimited))
-	rej := &webhookauth.Rejection{
-		Reason: webhookauth.ReasonRateLimited,
-		Detail: "too many requests for this key; retry after " + strconv.FormatInt(retryAfter, 10) + "s",
-	}
 	if ce := h.logger.Check(zapcore.InfoLevel, "webhook rate limited"); ce != nil {
 		if ok, suppressed := h.rejLogs.Allow(time.Now()); ok {
 			clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 			ce.Write(zap.String("limiter", h.label), zap.String("client_ip", clientIP), zap.Int64("retry_after", retryAfter), zap.Int64("suppressed", suppressed))
 		}
 	}
-	return webhookauth.Respond(w, rej.WithRetryAfter(retryAfter), h.OnReject)
+	return webhookauth.Respond(w, rateLimited, h.OnReject)
 }
+
+// rateLimited is the rejection of every refused request; Retry-After
+// and the RateLimit fields carry the numbers. Made once, never modified.
+var rateLimited = &webhookauth.Rejection{
+	Reason: webhookauth.ReasonRateLimited,
+	Detail: "too many requests for this key; retry after the seconds in Retry-After",
+}
+
+// serveCharged passes the request on and spends an event of key if it
+// was rejected for something the sender did.
+func (h *Handler) serveCharged(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, key string) error {
+	err := next.ServeHTTP(w, r)
+	result, _ := repl.GetString("http.webhook.result")
+	if !webhookauth.Reason(result).SenderFault() {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), chargeTimeout)
+	defer cancel()
+	if _, terr := h.store.Take(ctx, key, h.limit); terr != nil {
+		h.storeError.Inc()
+		h.storeErrors.Inc()
+		if ce := h.logger.Check(zapcore.WarnLevel, "webhook rate limit store unavailable"); ce != nil {
+			if ok, suppressed := h.storeLogs.Allow(time.Now()); ok {
+				ce.Write(zap.String("limiter", h.label), zap.String("store", h.Store), zap.String("op", "charge rejected"), zap.Error(terr), zap.Int64("suppressed", suppressed))
+			}
+		}
+	}
+	return err
+}
+
+// chargeTimeout bounds the call that charges a rejected request; it runs
+// after the response, on its own deadline.
+const chargeTimeout = 2 * time.Second
 
 // setHeaders adds the IETF RateLimit header fields
 // (draft-ietf-httpapi-ratelimit-headers): the policy (quota q per window w
@@ -256,7 +320,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // budget is full again). Stacked limiters each add their own item.
 func (h *Handler) setHeaders(hdr http.Header, d Decision) {
 	hdr.Add("RateLimit-Policy", h.policy)
-	hdr.Add("RateLimit", strconv.Quote(h.label)+";r="+strconv.FormatInt(d.Remaining, 10)+";t="+strconv.FormatInt(ceilSeconds(d.ResetAfter), 10))
+	b := make([]byte, 0, len(h.label)+32)
+	b = strconv.AppendQuote(b, h.label)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, d.Remaining, 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, ceilSeconds(d.ResetAfter), 10)
+	hdr.Add("RateLimit", string(b))
 }
 
 // storeFailed applies on_store_error.

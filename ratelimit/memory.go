@@ -91,6 +91,27 @@ func (s *MemoryStore) Take(_ context.Context, key string, l Limit) (Decision, er
 	return s.TakeAt(maphash.String(s.seed, key), l, s.now().UnixNano()), nil
 }
 
+// Peek implements Store.
+func (s *MemoryStore) Peek(_ context.Context, key string, l Limit) (Decision, error) {
+	return s.PeekAt(maphash.String(s.seed, key), l, s.now().UnixNano()), nil
+}
+
+// PeekAt decides as TakeAt would, without storing anything.
+func (s *MemoryStore) PeekAt(h uint64, l Limit, now int64) Decision {
+	if h == 0 {
+		h = 1
+	}
+	sh := &s.shards[h&(shardCount-1)]
+	sh.mu.Lock()
+	var tat int64
+	if i, found := sh.find(h); found {
+		tat = sh.slots[i].tat
+	}
+	sh.mu.Unlock()
+	_, d := l.Decide(tat, now)
+	return d
+}
+
 // TakeAt decides one event for a hashed key at now (nanoseconds).
 func (s *MemoryStore) TakeAt(h uint64, l Limit, now int64) Decision {
 	if h == 0 {

@@ -13,6 +13,10 @@ type Store interface {
 	// namespaced to the limiter. An error means the store could not
 	// decide; the handler then applies its on_store_error policy.
 	Take(ctx context.Context, key string, limit Limit) (Decision, error)
+	// Peek decides as Take would, but spends nothing: the handler's
+	// `count rejected` mode peeks before a request and takes only once
+	// the request has turned out to be rejected.
+	Peek(ctx context.Context, key string, limit Limit) (Decision, error)
 }
 
 // StoreProvider is implemented by the webhook app, which owns the shared

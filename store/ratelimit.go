@@ -12,7 +12,7 @@ import (
 
 // gcraSource is ratelimit.Limit.Decide in Lua, on integer microseconds
 // of the server's TIME, so every Caddy in a fleet uses one clock, and in
-// one round trip. The reply is one integer: the time until the key is
+// one round trip; with ARGV[3] = 1 it only peeks. The reply is one integer: the time until the key is
 // drained in µs, negative (-1 - that time) when the event is denied; the
 // rest of the decision follows from the limit (see Take).
 //
@@ -39,6 +39,7 @@ local nexttat = tat + interval
 if now < nexttat - tolerance then
 	return -1 - (tat - now)
 end
+if ARGV[3] == '1' then return nexttat - now end
 local at_ms = math.ceil(nexttat / 1000)
 redis.call('SET', KEYS[1], at_ms * 1000 - nexttat, 'PXAT', at_ms)
 return nexttat - now
@@ -69,6 +70,19 @@ type limitArgs struct {
 
 // Take implements ratelimit.Store with one script call.
 func (s *RedisRateLimit) Take(ctx context.Context, key string, l ratelimit.Limit) (ratelimit.Decision, error) {
+	return s.decide(ctx, key, l, takeArg)
+}
+
+// Peek implements ratelimit.Store with one script call that stores
+// nothing.
+func (s *RedisRateLimit) Peek(ctx context.Context, key string, l ratelimit.Limit) (ratelimit.Decision, error) {
+	return s.decide(ctx, key, l, peekArg)
+}
+
+// The script's mode argument, boxed once.
+var takeArg, peekArg any = "0", "1"
+
+func (s *RedisRateLimit) decide(ctx context.Context, key string, l ratelimit.Limit, mode any) (ratelimit.Decision, error) {
 	interval := (int64(l.Interval()) + 999) / 1000 // µs, rounded up like the memory store's ns
 	burst := l.Burst
 	if burst <= 0 {
@@ -79,7 +93,7 @@ func (s *RedisRateLimit) Take(ctx context.Context, key string, l ratelimit.Limit
 		a = &limitArgs{limit: l, boxed: [2]any{interval, burst}}
 		s.args.Store(a)
 	}
-	r, err := s.pipe.call(ctx, s.timeout, gcraScript, s.redisKey(key), a.boxed[0], a.boxed[1])
+	r, err := s.pipe.call(ctx, s.timeout, gcraScript, s.redisKey(key), a.boxed[0], a.boxed[1], mode)
 	if err != nil {
 		return ratelimit.Decision{}, err
 	}

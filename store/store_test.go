@@ -117,6 +117,33 @@ func TestRedisKeyTTLEndsWhenDrained(t *testing.T) {
 	}
 }
 
+// TestPeekSpendsNothing: on both stores Peek decides as Take would and
+// leaves the state alone.
+func TestPeekSpendsNothing(t *testing.T) {
+	l := ratelimit.Limit{Rate: 2, Window: time.Hour}
+	for name, st := range rateStores(t) {
+		ctx := context.Background()
+		for i := 0; i < 5; i++ {
+			d, err := st.Peek(ctx, "peeked", l)
+			if err != nil || !d.Allowed || d.Remaining != 1 {
+				t.Fatalf("%s: peek %d on a fresh key: %+v, %v; want allowed, 1 remaining", name, i, d, err)
+			}
+		}
+		for i := 0; i < 2; i++ {
+			if d, _ := st.Take(ctx, "peeked", l); !d.Allowed {
+				t.Fatalf("%s: take %d refused after peeks", name, i)
+			}
+		}
+		d, err := st.Peek(ctx, "peeked", l)
+		if err != nil || d.Allowed || d.RetryAfter < 29*time.Minute {
+			t.Fatalf("%s: peek on a spent key: %+v, %v; want refused for about 30m", name, d, err)
+		}
+		if d2, _ := st.Peek(ctx, "peeked", l); d2.Allowed {
+			t.Fatalf("%s: a refused peek changed the state", name)
+		}
+	}
+}
+
 // TestRedisRateLimitSurvivesScriptFlush: after SCRIPT FLUSH (or a Redis
 // restart) the batch that meets NOSCRIPT is sent again with the script's
 // text, and no decision is taken twice.

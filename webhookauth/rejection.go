@@ -52,6 +52,20 @@ func (r Reason) value() any {
 	return string(r)
 }
 
+// SenderFault reports whether a rejection with this reason is the
+// sender's doing (a missing, malformed or wrong signature, a stale
+// timestamp, a wrong method, an oversized body) rather than the gate's
+// state (a delivery in flight, a rate limit, a store outage). A limiter in
+// `count rejected` mode charges only these.
+func (r Reason) SenderFault() bool {
+	switch r {
+	case ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureInvalid,
+		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge:
+		return true
+	}
+	return false
+}
+
 // Status is the HTTP status code a rejection with this reason is answered
 // with.
 func (r Reason) Status() int {

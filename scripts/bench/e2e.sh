@@ -3,9 +3,11 @@
 # one stand-in backend, one redis-server, all on loopback, and wrk.
 #
 #   (a) plain     reverse_proxy to the backend
-#   (b) chain     webhook_rate_limit + webhook_auth github + dedup, memory
-#   (c) redis     the same chain with both stores on Redis
+#   (b) chain     webhook_rate_limit (a `count rejected` limiter for forgers
+#                 and a per-sender one) + webhook_auth github + dedup, memory
+#   (c) redis     the same chain with the sender limiter and dedup on Redis
 #   (d) invalid   a flood of bad signatures against (b)
+#   (d0) invalid_nolimit  the same flood against (b) without the forger limiter
 #   (r) respond   a plain `respond 401`, what (d) is compared with
 #
 # for 1 KiB and 64 KiB bodies. Every delivery is signed ahead of time by
@@ -57,7 +59,7 @@ CADDY
 "$work/caddy" run --config "$work/backend.Caddyfile" >"$OUT/backend.log" 2>&1 &
 pids+=($!)
 
-p_plain=$(free_port) p_chain=$(free_port) p_redis=$(free_port) p_respond=$(free_port)
+p_plain=$(free_port) p_chain=$(free_port) p_redis=$(free_port) p_respond=$(free_port) p_nolimit=$(free_port)
 cat >"$work/gate.Caddyfile" <<CADDY
 {
 	admin off
@@ -75,6 +77,12 @@ http://127.0.0.1:$p_plain {
 	reverse_proxy 127.0.0.1:$backend_port
 }
 http://127.0.0.1:$p_chain {
+	# A sender whose deliveries keep failing verification is shut out
+	# before its bodies are read; real deliveries never spend this budget.
+	webhook_rate_limit forgers_b {
+		count rejected
+		rate 100/1m
+	}
 	# Generous per-sender limit: wrk is one sender, and valid traffic must
 	# not be refused; the limiter's cost is still paid on every request.
 	webhook_rate_limit senders {
@@ -87,7 +95,24 @@ http://127.0.0.1:$p_chain {
 	}
 	reverse_proxy 127.0.0.1:$backend_port
 }
+http://127.0.0.1:$p_nolimit {
+	webhook_rate_limit senders_nolimit {
+		rate 1000000/1s
+	}
+	webhook_auth github {
+		secret {env.BENCH_SECRET}
+		max_body 1MB
+		dedup 1h
+	}
+	reverse_proxy 127.0.0.1:$backend_port
+}
 http://127.0.0.1:$p_redis {
+	# The forger limiter stays on this node's memory; the per-sender
+	# budget and dedup are the fleet's, on Redis.
+	webhook_rate_limit forgers_c {
+		count rejected
+		rate 100/1m
+	}
 	webhook_rate_limit senders_redis {
 		rate 1000000/1s
 		store redis
@@ -107,7 +132,7 @@ CADDY
 "$work/caddy" run --config "$work/gate.Caddyfile" >"$OUT/gate.log" 2>&1 &
 pids+=($!)
 
-for port in $backend_port $p_plain $p_chain $p_redis $p_respond $redis_port; do
+for port in $backend_port $p_plain $p_chain $p_redis $p_respond $p_nolimit $redis_port; do
 	up=
 	for _ in $(seq 100); do
 		if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then up=1; break; fi
@@ -161,6 +186,7 @@ for round in $(seq "$ROUNDS"); do
 		run chain "$p_chain" "$size" valid "$round" >>"$results"
 		run redis "$p_redis" "$size" valid "$round" >>"$results"
 		run invalid "$p_chain" "$size" invalid "$round" >>"$results"
+		run invalid_nolimit "$p_nolimit" "$size" invalid "$round" >>"$results"
 		run respond "$p_respond" "$size" invalid "$round" >>"$results"
 	done
 	echo "round $round done" >&2
@@ -168,14 +194,14 @@ done
 
 # Every valid run must have been all 2xx, every 401 run all 401.
 awk '($1=="plain"||$1=="chain"||$1=="redis") && $6!=0 { print "run " $0 ": non-2xx answers in a valid run" > "/dev/stderr"; bad=1 }
-     ($1=="invalid"||$1=="respond") && $6!=$7 { print "run " $0 ": 2xx answers in a 401 run" > "/dev/stderr"; bad=1 }
+     ($1=="invalid"||$1=="invalid_nolimit"||$1=="respond") && $6!=$7 { print "run " $0 ": 2xx answers in a 401 run" > "/dev/stderr"; bad=1 }
      END { exit bad }' "$results"
 
 python3 - "$results" "$DURATION" "$CONNECTIONS" "$ROUNDS" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
 med = {}
-for label in ("plain", "chain", "redis", "invalid", "respond"):
+for label in ("plain", "chain", "redis", "invalid", "invalid_nolimit", "respond"):
     for size in sorted({r[1] for r in rows}, key=int):
         rs = [r for r in rows if r[0] == label and r[1] == size]
         med[label, size] = tuple(st.median(float(r[i]) for r in rs) for i in (2, 3, 4))
@@ -183,9 +209,9 @@ sizes = sorted({r[1] for r in rows}, key=int)
 print(f"wrk -t2 -c{sys.argv[3]} -d{sys.argv[2]}, median of {sys.argv[4]} interleaved rounds\n")
 print("| run | body | requests/s | p50 | p99 |")
 print("|---|---|---|---|---|")
-names = {"plain": "(a) plain reverse_proxy", "chain": "(b) rate limit + webhook_auth + dedup, memory",
+names = {"plain": "(a) plain reverse_proxy", "chain": "(b) rate limits + webhook_auth + dedup, memory",
          "redis": "(c) the same chain on Redis", "invalid": "(d) invalid signatures against (b)",
-         "respond": "plain respond 401"}
+         "invalid_nolimit": "(d0) invalid signatures, no forger limiter", "respond": "plain respond 401"}
 for label in names:
     for size in sizes:
         rps, p50, p99 = med[label, size]
@@ -198,5 +224,6 @@ for size in sizes:
     print(f"| (b)/(a) p99 | {k} | {med['chain',size][2]/med['plain',size][2]:.2f} |")
     print(f"| (c)/(a) throughput | {k} | {med['redis',size][0]/med['plain',size][0]:.2f} |")
     print(f"| (d)/respond throughput | {k} | {med['invalid',size][0]/med['respond',size][0]:.2f} |")
+    print(f"| (d0)/respond throughput | {k} | {med['invalid_nolimit',size][0]/med['respond',size][0]:.2f} |")
 PY
 echo "raw wrk output: $OUT" >&2
