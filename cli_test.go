@@ -82,14 +82,7 @@ func TestCLISendThroughRealCaddy(t *testing.T) {
 	be := newBackend(t)
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
 	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period 1ns
-	}
+	tester.InitServer(caddyConfig("", fmt.Sprintf(`
 	:9080 {
 		route /github {
 			webhook_auth github {
@@ -99,7 +92,7 @@ func TestCLISendThroughRealCaddy(t *testing.T) {
 			reverse_proxy %s
 		}
 	}
-	`, be.URL), "caddyfile")
+	`, be.URL)), "caddyfile")
 
 	body := []byte("{\"action\":\"closed\",\"n\":\"" + time.Now().Format(time.RFC3339Nano) + "\"}\n")
 	file := filepath.Join(t.TempDir(), "event.json")

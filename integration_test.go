@@ -85,6 +85,22 @@ func signedRequest(t *testing.T, provider, secret, url string, body []byte, ts t
 	return req
 }
 
+// caddyConfig is a Caddyfile for caddytest: the global options every
+// test needs (admin on 2999, HTTP on 9080), the extra global options
+// given, then the sites.
+func caddyConfig(globals, sites string) string {
+	return `
+	{
+		skip_install_trust
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+		grace_period 1ns
+` + globals + `
+	}
+` + sites
+}
+
 const (
 	githubSecret = "integration-github-secret-7f3a"
 	stripeSecret = "whsec_integrationStripeSecret91"
@@ -97,19 +113,12 @@ func TestThroughRealCaddy(t *testing.T) {
 	t.Setenv("WEBHOOKAUTH_IT_STRIPE", stripeSecret)
 
 	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period 1ns
+	tester.InitServer(caddyConfig(fmt.Sprintf(`
 		log {
 			output file %s
 			format json
 			level DEBUG
-		}
-	}
+		}`, logFile), fmt.Sprintf(`
 	:9080 {
 		log {
 			output file %s
@@ -139,7 +148,7 @@ func TestThroughRealCaddy(t *testing.T) {
 			respond "custom error page: {http.error.status_code} {http.webhook.result}"
 		}
 	}
-	`, logFile, logFile, be.URL, be.URL, be.URL), "caddyfile")
+	`, logFile, be.URL, be.URL, be.URL)), "caddyfile")
 
 	binary := make([]byte, 48<<10)
 	for i := range binary {

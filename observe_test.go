@@ -59,14 +59,7 @@ func TestMetricsThroughRealCaddy(t *testing.T) {
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB_OLD", "integration-github-old-secret")
 
 	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period 1ns
-	}
+	tester.InitServer(caddyConfig("", fmt.Sprintf(`
 	:9080 {
 		metrics /metrics
 		route /m {
@@ -82,7 +75,7 @@ func TestMetricsThroughRealCaddy(t *testing.T) {
 			reverse_proxy %s
 		}
 	}
-	`, be.URL), "caddyfile")
+	`, be.URL)), "caddyfile")
 
 	before := scrape(t, "http://localhost:2999/metrics")
 	now := time.Now()
@@ -157,18 +150,11 @@ func TestRejectionLogFloodBounded(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
 	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period 1ns
+	tester.InitServer(caddyConfig(fmt.Sprintf(`
 		log {
 			output file %s
 			format json
-		}
-	}
+		}`, logFile), fmt.Sprintf(`
 	:9080 {
 		route /flood {
 			webhook_auth github {
@@ -177,7 +163,7 @@ func TestRejectionLogFloodBounded(t *testing.T) {
 			reverse_proxy %s
 		}
 	}
-	`, logFile, be.URL), "caddyfile")
+	`, be.URL)), "caddyfile")
 
 	const flood = 400
 	start := time.Now()
@@ -266,14 +252,7 @@ func TestCountRejectedThroughRealCaddy(t *testing.T) {
 	be := newBackend(t)
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
 	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period 1ns
-	}
+	tester.InitServer(caddyConfig("", fmt.Sprintf(`
 	:9080 {
 		route /g {
 			webhook_rate_limit forgers {
@@ -287,7 +266,7 @@ func TestCountRejectedThroughRealCaddy(t *testing.T) {
 			reverse_proxy %s
 		}
 	}
-	`, be.URL), "caddyfile")
+	`, be.URL)), "caddyfile")
 
 	send := func(sender, secret string, want int) {
 		t.Helper()

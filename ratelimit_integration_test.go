@@ -10,14 +10,7 @@ import (
 )
 
 func rateLimitConfig(backend, extra string) string {
-	return fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period 1ns
-	}
+	return caddyConfig("", fmt.Sprintf(`
 	:9080 {
 		route /limited {
 			webhook_rate_limit per_client {
@@ -40,7 +33,7 @@ func rateLimitConfig(backend, extra string) string {
 		}
 		%s
 	}
-	`, backend, backend, extra)
+	`, backend, backend, extra))
 }
 
 func limitedGet(t *testing.T, tester *caddytest.Tester, path, client string, status int) *http.Response {
