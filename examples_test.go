@@ -33,7 +33,7 @@ func shellCommands(t *testing.T, readme string) []string {
 	return cmds
 }
 
-// TestProviderExamples runs each provider example exactly as its README
+// TestProviderExamples runs the quickstart and each provider example exactly as its README
 // says, with `go run ./cmd/caddy` standing for the binary built from this
 // repository: the run command, then the `caddy webhook send` command,
 // which must get a 2xx answer from the stand-in backend through the gate.
@@ -42,7 +42,7 @@ func TestProviderExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"github", "gitlab", "shopify", "slack", "standard", "stripe"} {
+	for _, name := range []string{"quickstart", "github", "gitlab", "shopify", "slack", "standard", "stripe"} {
 		t.Run(name, func(t *testing.T) {
 			cmds := shellCommands(t, "examples/"+name+"/README.md")
 			if len(cmds) != 2 || !strings.Contains(cmds[0], " run --config examples/"+name+"/Caddyfile") || !strings.Contains(cmds[1], " webhook send ") {

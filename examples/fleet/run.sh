@@ -22,13 +22,14 @@ for port in 8081 8082; do
 	for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
-BODY='{"action":"opened","number":1}'
-SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$GITHUB_WEBHOOK_SECRET" | sed 's/^.* //')
+# The same delivery (same X-GitHub-Delivery id) to both servers, signed
+# as GitHub would by `caddy webhook send`.
+printf '%s' '{"action":"opened","number":1}' >"$work/body.json"
 for port in 8081 8082 8081; do
-	printf 'to :%s -> ' "$port"
-	curl -s -w ' (%{http_code})\n' "http://127.0.0.1:$port/github" \
-		-H "X-Hub-Signature-256: sha256=$SIG" -H 'X-GitHub-Event: pull_request' \
-		-H 'X-GitHub-Delivery: 9f1c2e60-0001' -d "$BODY"
+	echo "== to :$port"
+	"$work/caddy" webhook send --provider github --secret-env GITHUB_WEBHOOK_SECRET \
+		--body-file "$work/body.json" --id 9f1c2e60-0001 --header 'X-GitHub-Event: pull_request' \
+		"http://127.0.0.1:$port/github"
 done
 sleep 0.5
 echo "the backend received the delivery $(grep -c '"uri":"/github"' "$work/backend.log") time(s)"
