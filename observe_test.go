@@ -265,15 +265,24 @@ func TestCountRejectedThroughRealCaddy(t *testing.T) {
 			}
 			reverse_proxy %s
 		}
+		route /report {
+			webhook_rate_limit reported {
+				key   {http.request.header.X-Sender}
+				count rejected
+				rate  1/1h
+			}
+			webhook_auth github {
+				secret {env.WEBHOOKAUTH_IT_GITHUB}
+				mode report
+			}
+			reverse_proxy %s
+		}
 	}
-	`, be.URL)), "caddyfile")
+	`, be.URL, be.URL)), "caddyfile")
 
 	send := func(sender, secret string, want int) {
 		t.Helper()
-		req := signedRequest(t, "github", secret, "http://localhost:9080/g", []byte(`{"a":1}`), time.Now())
-		req.Header.Set("X-Sender", sender)
-		resp := tester.AssertResponseCode(req, want)
-		resp.Body.Close()
+		sendTo(t, tester, "/g", sender, secret, want)
 	}
 	const verified = `caddy_webhook_verify_duration_seconds_count{provider="github"}`
 	before := scrape(t, "http://localhost:2999/metrics")
@@ -304,4 +313,23 @@ func TestCountRejectedThroughRealCaddy(t *testing.T) {
 	if got := after[denied] - before[denied]; got != 6 {
 		t.Fatalf("denied went up by %v, want 6", got)
 	}
+
+	// In report mode webhook_auth refuses nothing, so a count-rejected
+	// limiter charges nothing: a forged delivery keeps going through.
+	for i := 0; i < 3; i++ {
+		sendTo(t, tester, "/report", "forger", "guessed-secret", 200)
+	}
+	if got := len(be.take()); got != 3 {
+		t.Fatalf("backend got %d reported deliveries, want 3", got)
+	}
+}
+
+// sendTo sends a GitHub delivery signed with secret from sender and
+// checks the status.
+func sendTo(t *testing.T, tester *caddytest.Tester, path, sender, secret string, want int) {
+	t.Helper()
+	req := signedRequest(t, "github", secret, "http://localhost:9080"+path, []byte(`{"a":1}`), time.Now())
+	req.Header.Set("X-Sender", sender)
+	resp := tester.AssertResponseCode(req, want)
+	resp.Body.Close()
 }

@@ -85,7 +85,8 @@ type Handler struct {
 	OnReject string `json:"on_reject,omitempty"`
 
 	// Count is all (default: every request spends an event) or rejected:
-	// only requests that webhook_auth later in the route rejects for
+	// only requests that webhook_auth later in the route refuses (in
+	// enforce mode; report mode refuses nothing, so charges nothing) for
 	// something the sender did (a missing, malformed or wrong signature,
 	// a stale timestamp, a wrong method, an oversized body) spend one,
 	// and a key whose budget is spent is refused before its body is read
@@ -293,7 +294,8 @@ var rateLimited = &webhookauth.Rejection{
 func (h *Handler) serveCharged(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, key string) error {
 	err := next.ServeHTTP(w, r)
 	result, _ := repl.GetString("http.webhook.result")
-	if !webhookauth.Reason(result).SenderFault() {
+	refused, _ := caddyhttp.GetVar(r.Context(), webhookauth.RefusedVar).(bool)
+	if !refused || !webhookauth.Reason(result).SenderFault() {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), chargeTimeout)

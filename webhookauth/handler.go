@@ -285,8 +285,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Mode == ModeReport {
 		return next.ServeHTTP(w, r)
 	}
+	caddyhttp.SetVar(r.Context(), RefusedVar, true)
 	return Respond(w, rej, h.OnReject)
 }
+
+// RefusedVar is the request variable webhook_auth sets to true when it
+// refuses a request in enforce mode (not in report mode, where the
+// request goes on). A `count rejected` limiter charges only those.
+const RefusedVar = "webhook_auth_refused"
 
 // check runs every verification step in order of cost and returns the
 // first rejection, the buffered body if it was read, the delivery id of a
