@@ -247,8 +247,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		d, err = h.store.Take(r.Context(), key, h.limit)
 	}
 	if err != nil {
-		h.storeError.Inc()
-		h.storeErrors.Inc()
 		return h.storeFailed(w, r, next, repl, err)
 	}
 	retryAfter := int64(0)
@@ -273,11 +271,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.setHeaders(hdr, d)
 	hdr["Retry-After"] = []string{strconv.FormatInt(max(retryAfter, 1), 10)}
 	repl.Set("http.webhook.result", string(webhookauth.ReasonRateLimited))
-	if ce := h.logger.Check(zapcore.InfoLevel, "webhook rate limited"); ce != nil {
-		if ok, suppressed := h.rejLogs.Allow(time.Now()); ok {
-			clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-			ce.Write(zap.String("limiter", h.label), zap.String("client_ip", clientIP), zap.Int64("retry_after", retryAfter), zap.Int64("suppressed", suppressed))
-		}
+	if ce, suppressed := h.rejLogs.Check(h.logger, zapcore.InfoLevel, "webhook rate limited", time.Now()); ce != nil {
+		clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		ce.Write(zap.String("limiter", h.label), zap.String("client_ip", clientIP), zap.Int64("retry_after", retryAfter), suppressed)
 	}
 	return webhookauth.Respond(w, rateLimited, h.OnReject)
 }
@@ -301,13 +297,8 @@ func (h *Handler) serveCharged(w http.ResponseWriter, r *http.Request, next cadd
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), chargeTimeout)
 	defer cancel()
 	if _, terr := h.store.Take(ctx, key, h.limit); terr != nil {
-		h.storeError.Inc()
-		h.storeErrors.Inc()
-		if ce := h.logger.Check(zapcore.WarnLevel, "webhook rate limit store unavailable"); ce != nil {
-			if ok, suppressed := h.storeLogs.Allow(time.Now()); ok {
-				ce.Write(zap.String("limiter", h.label), zap.String("store", h.Store), zap.String("op", "charge rejected"), zap.Error(terr), zap.Int64("suppressed", suppressed))
-			}
-		}
+		// The request has been answered; only count and log.
+		h.storeUnavailable("charge rejected", false, terr)
 	}
 	return err
 }
@@ -334,16 +325,21 @@ func (h *Handler) setHeaders(hdr http.Header, d Decision) {
 // storeFailed applies on_store_error.
 func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
 	allow := h.OnStoreError == webhookauth.OnStoreErrorAllow
-	if ce := h.logger.Check(zapcore.WarnLevel, "webhook rate limit store unavailable"); ce != nil {
-		if ok, suppressed := h.storeLogs.Allow(time.Now()); ok {
-			ce.Write(zap.String("limiter", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err), zap.Int64("suppressed", suppressed))
-		}
-	}
+	h.storeUnavailable("decide", allow, err)
 	if allow {
 		return next.ServeHTTP(w, r)
 	}
 	repl.Set("http.webhook.result", string(webhookauth.ReasonStoreUnavailable))
 	return webhookauth.Respond(w, webhookauth.StoreUnavailable("the rate limit store is unavailable; retry shortly"), h.OnReject)
+}
+
+// storeUnavailable counts a failed store call and logs it, sampled.
+func (h *Handler) storeUnavailable(op string, allowed bool, err error) {
+	h.storeError.Inc()
+	h.storeErrors.Inc()
+	if ce, suppressed := h.storeLogs.Check(h.logger, zapcore.WarnLevel, "webhook rate limit store unavailable", time.Now()); ce != nil {
+		ce.Write(zap.String("limiter", h.label), zap.String("store", h.Store), zap.String("op", op), zap.Bool("allowed", allowed), zap.Error(err), suppressed)
+	}
 }
 
 // ceilSeconds rounds d up to whole seconds.

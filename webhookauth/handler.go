@@ -371,12 +371,8 @@ func (h *Handler) methodAllowed(m string) bool {
 // next line written says how many were suppressed. A line names the
 // delivery but never includes a secret, a signature or the body.
 func (h *Handler) logRejection(r *http.Request, repl *caddy.Replacer, rej *Rejection) {
-	ce := h.logger.Check(zapcore.InfoLevel, "webhook rejected")
+	ce, suppressed := h.rejLogs.Check(h.logger, zapcore.InfoLevel, "webhook rejected", h.now())
 	if ce == nil {
-		return
-	}
-	ok, suppressed := h.rejLogs.Allow(h.now())
-	if !ok {
 		return
 	}
 	id, _ := repl.GetString("http.webhook.id")
@@ -392,7 +388,7 @@ func (h *Handler) logRejection(r *http.Request, repl *caddy.Replacer, rej *Rejec
 		zap.String("uri", r.RequestURI),
 		zap.String("secret_index", secretIndex),
 		zap.Bool("report_only", h.Mode == ModeReport),
-		zap.Int64("suppressed", suppressed),
+		suppressed,
 	)
 }
 

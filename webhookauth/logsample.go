@@ -3,6 +3,9 @@ package webhookauth
 import (
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // DefaultLogsPerSecond is how many lines per second a handler writes for
@@ -45,4 +48,19 @@ func (s *LogSampler) Allow(now time.Time) (ok bool, suppressed int64) {
 	s.n++
 	suppressed, s.suppressed = s.suppressed, 0
 	return true, suppressed
+}
+
+// Check is logger.Check, sampled: it returns nil when the level is off or
+// the line is suppressed, and otherwise the entry and the "suppressed"
+// field to write with it.
+func (s *LogSampler) Check(logger *zap.Logger, level zapcore.Level, msg string, now time.Time) (*zapcore.CheckedEntry, zap.Field) {
+	ce := logger.Check(level, msg)
+	if ce == nil {
+		return nil, zap.Field{}
+	}
+	ok, suppressed := s.Allow(now)
+	if !ok {
+		return nil, zap.Field{}
+	}
+	return ce, zap.Int64("suppressed", suppressed)
 }

@@ -100,10 +100,8 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 	if ferr := h.dedup.Finish(ctx, key, token, done, time.Duration(h.Dedup)); ferr != nil {
 		// The claim expires on its own; a retry then goes through.
 		h.metrics.finErr.Inc()
-		if ce := h.logger.Check(zapcore.WarnLevel, "webhook dedup finish failed"); ce != nil {
-			if ok, suppressed := h.storeLog.Allow(h.now()); ok {
-				ce.Write(zap.String("provider", h.label), zap.String("id", id), zap.Bool("delivered", done), zap.Error(ferr), zap.Int64("suppressed", suppressed))
-			}
+		if ce, suppressed := h.storeLog.Check(h.logger, zapcore.WarnLevel, "webhook dedup finish failed", h.now()); ce != nil {
+			ce.Write(zap.String("provider", h.label), zap.String("id", id), zap.Bool("delivered", done), zap.Error(ferr), suppressed)
 		}
 	}
 	return err
@@ -112,10 +110,8 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 // dedupUnavailable applies on_store_error when the dedup store fails.
 func (h *Handler) dedupUnavailable(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
 	allow := h.OnStoreError == OnStoreErrorAllow
-	if ce := h.logger.Check(zapcore.WarnLevel, "webhook dedup store unavailable"); ce != nil {
-		if ok, suppressed := h.storeLog.Allow(h.now()); ok {
-			ce.Write(zap.String("provider", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err), zap.Int64("suppressed", suppressed))
-		}
+	if ce, suppressed := h.storeLog.Check(h.logger, zapcore.WarnLevel, "webhook dedup store unavailable", h.now()); ce != nil {
+		ce.Write(zap.String("provider", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err), suppressed)
 	}
 	if allow {
 		h.metrics.count(resultVerified)
