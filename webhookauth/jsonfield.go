@@ -5,16 +5,20 @@ import (
 )
 
 // topLevelString returns the value of a top-level string member of the JSON
-// object in body, such as Stripe's "id" and "type". It scans without
-// building the document and stops at the member, so it costs little even
-// on a large body. It reports false for anything that is not a JSON object
-// with that member as a string. Called only on verified bodies.
+// object in body, such as Stripe's "id" and "type". It scans the top level
+// once without building the document, so it costs little next to the MAC
+// over the same bytes. It reports false for anything that is not a JSON
+// object with that member, once, as a string: a member that appears twice
+// is ambiguous (parsers disagree on which one wins), so it is not used.
+// Called only on verified bodies.
 func topLevelString(body []byte, field string) (string, bool) {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return "", false
 	}
 	i++
+	var value string
+	seen, isString := false, false
 	for {
 		i = skipSpace(body, i)
 		if i >= len(body) || body[i] != '"' {
@@ -33,16 +37,18 @@ func topLevelString(body []byte, field string) (string, bool) {
 		if i >= len(body) {
 			return "", false
 		}
-		if body[i] == '"' && matchesKey(key, field) {
-			end, ok := scanString(body, i)
-			if !ok {
+		if matchesKey(key, field) {
+			if seen {
 				return "", false
 			}
-			var s string
-			if json.Unmarshal(body[i:end], &s) != nil {
-				return "", false
+			seen = true
+			if body[i] == '"' {
+				end, ok := scanString(body, i)
+				if !ok || json.Unmarshal(body[i:end], &value) != nil {
+					return "", false
+				}
+				isString = true
 			}
-			return s, true
 		}
 		i, ok = skipValue(body, i)
 		if !ok {
@@ -55,7 +61,9 @@ func topLevelString(body []byte, field string) (string, bool) {
 		switch body[i] {
 		case ',':
 			i++
-		default: // '}' or junk: the member is not there
+		case '}':
+			return value, seen && isString
+		default: // junk
 			return "", false
 		}
 	}

@@ -211,3 +211,28 @@ func TestGitHubSHA1AloneIsNotEnough(t *testing.T) {
 		t.Fatalf("got %v, want signature_missing", rej)
 	}
 }
+
+func TestTopLevelString(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		want string
+		ok   bool
+	}{
+		{`{"id":"evt_1","type":"a"}`, "evt_1", true},
+		{`{"data":{"id":"nested"},"id":"top"}`, "top", true},
+		{`{"type":"a","id":"x\"y"}`, `x"y`, true},
+		{`{"data":{"id":"nested"}}`, "", false},
+		{`{"id":1}`, "", false},
+		// A member that appears twice is ambiguous: parsers disagree on
+		// which one wins, so neither is used.
+		{`{"id":"","id":"0"}`, "", false},
+		{`{"id":"a","id":1}`, "", false},
+		{`{"id":"a"`, "", false},
+		{`["id"]`, "", false},
+	} {
+		got, ok := topLevelString([]byte(c.body), "id")
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: got %q, %v; want %q, %v", c.body, got, ok, c.want, c.ok)
+		}
+	}
+}
