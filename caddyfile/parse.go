@@ -59,9 +59,10 @@ func (b *block) each(nesting int, fn func(sub string) error) error {
 
 // oneArg reads exactly one argument of the current subdirective.
 func (b *block) oneArg() (string, error) {
+	name := b.d.Val()
 	var v string
 	if !b.d.AllArgs(&v) {
-		return "", b.d.Errf("%s: '%s' takes exactly one argument", b.directive, b.d.Val())
+		return "", b.d.Errf("%s: '%s' takes exactly one argument", b.directive, name)
 	}
 	return v, nil
 }

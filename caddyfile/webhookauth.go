@@ -34,8 +34,11 @@ import (
 //		secret_encoding  raw|base64|hex|whsec
 //		dedup            [<ttl>]         # default 72h
 //		dedup_claim_ttl  <duration>      # default 1m
+//		dedup_scope      <name>          # share dedup state with handlers of the same scope
 //		store            memory|redis
 //		on_store_error   reject|allow
+//		read_timeout     <duration>      # default 10s
+//		forward_signature on|off         # default on; off for token schemes
 //	}
 func parseWebhookAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	const name = "webhook_auth"
@@ -57,8 +60,8 @@ func parseWebhookAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, erro
 	if len(handler.Secrets) == 0 {
 		return nil, h.Errf("%s: at least one 'secret' is required", name)
 	}
-	if (handler.Store != "" || handler.OnStoreError != "" || handler.DedupClaimTTL != 0) && handler.Dedup == 0 {
-		return nil, h.Errf("%s: 'store', 'on_store_error' and 'dedup_claim_ttl' apply to dedup: add 'dedup'", name)
+	if (handler.Store != "" || handler.OnStoreError != "" || handler.DedupClaimTTL != 0 || handler.DedupScope != "") && handler.Dedup == 0 {
+		return nil, h.Errf("%s: 'store', 'on_store_error', 'dedup_claim_ttl' and 'dedup_scope' apply to dedup: add 'dedup'", name)
 	}
 	return handler, nil
 }
@@ -97,6 +100,22 @@ func parseWebhookAuthSub(b *block, handler *webhookauth.Handler, sub string) err
 				return d.Errf("%s: 'dedup_claim_ttl' must be longer than 0", b.directive)
 			}
 			handler.DedupClaimTTL = caddy.Duration(dur)
+		}
+	case "dedup_scope":
+		str(&handler.DedupScope)
+	case "read_timeout":
+		var dur time.Duration
+		if dur, err = b.duration(); err == nil {
+			if dur == 0 {
+				return d.Errf("%s: 'read_timeout' must be longer than 0", b.directive)
+			}
+			handler.ReadTimeout = caddy.Duration(dur)
+		}
+	case "forward_signature":
+		var v string
+		if v, err = b.choice("on", "off"); err == nil {
+			on := v == "on"
+			handler.ForwardSignature = &on
 		}
 	case "store":
 		handler.Store, err = b.choice("memory", "redis")

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"time"
@@ -39,7 +41,7 @@ func (s *RedisDedup) Claim(ctx context.Context, id string, token uint64, claimTT
 	// SET NX GET (Redis 7.0): sets the claim if the key is free and
 	// returns nil, or returns what the key holds and leaves it alone. One
 	// plain command, no script.
-	prev, err := s.pipe.command(ctx, s.timeout, "set", s.prefix+id, claimValue(token), "nx", "get", "px", claimTTL.Milliseconds())
+	prev, err := s.pipe.command(ctx, s.timeout, "set", s.key(id), claimValue(token), "nx", "get", "px", claimTTL.Milliseconds())
 	if err == redis.Nil {
 		return webhookauth.Claimed, nil
 	}
@@ -61,8 +63,16 @@ func (s *RedisDedup) Finish(ctx context.Context, id string, token uint64, done b
 	if done {
 		flag = "1"
 	}
-	_, err := s.pipe.call(ctx, s.timeout, finishScript, s.prefix+id, claimValue(token), flag, doneTTL.Milliseconds())
+	_, err := s.pipe.call(ctx, s.timeout, finishScript, s.key(id), claimValue(token), flag, doneTTL.Milliseconds())
 	return err
+}
+
+// key is the Redis key of a delivery: a fixed-size digest of what the
+// handler names it by (its scope and the delivery id or MAC), so a long
+// id costs no more than a short one and no id appears in a key name.
+func (s *RedisDedup) key(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return s.prefix + hex.EncodeToString(sum[:16])
 }
 
 // claimValue is what an in-flight key holds: "c" and the claim's token,

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -138,18 +137,39 @@ func (c *RedisConfig) options() (*redis.UniversalOptions, error) {
 	return opts, nil
 }
 
+// fingerprint is every resolved setting that makes one client differ from
+// another, so that a config that changes any of them (the address, the
+// password, TLS, …) gets a client of its own. It is hashed before use and
+// never shown.
+func fingerprint(o *redis.UniversalOptions) []byte {
+	var b []byte
+	field := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+	}
+	for _, a := range o.Addrs {
+		field(a)
+	}
+	field("|")
+	field(o.Username)
+	field(o.Password)
+	field(o.MasterName)
+	field(strconv.Itoa(o.DB))
+	field(strconv.FormatBool(o.TLSConfig != nil))
+	field(o.DialTimeout.String())
+	field(o.ReadTimeout.String())
+	field(strconv.Itoa(o.PoolSize))
+	return b
+}
+
 // open returns the process's client for this configuration.
 func (c *RedisConfig) open() (*pooledClient, string, error) {
 	opts, err := c.options()
 	if err != nil {
 		return nil, "", err
 	}
-	fp, _ := json.Marshal(struct {
-		*redis.UniversalOptions
-		Password string
-		TLS      bool
-	}{opts, opts.Password, opts.TLSConfig != nil})
-	sum := sha256.Sum256(fp)
+	sum := sha256.Sum256(fingerprint(opts))
 	key := "redis:" + hex.EncodeToString(sum[:])
 	val, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
 		c := redis.NewUniversalClient(opts)

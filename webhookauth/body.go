@@ -3,19 +3,61 @@ package webhookauth
 import (
 	"errors"
 	"io"
+	"math/bits"
+	"net"
 	"net/http"
-	"slices"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 )
 
-// maxPooledBody is the largest buffer kept for reuse; bigger bodies are
-// left to the garbage collector so that a few large deliveries do not pin
-// memory.
-const maxPooledBody = 4 << 20
+// Body buffers come from pools of power-of-two size classes, from
+// 512 bytes to 4 MiB; larger ones are left to the garbage collector so
+// that a few large deliveries do not pin memory.
+const (
+	minClassShift = 9  // 512 B
+	maxClassShift = 22 // 4 MiB
+	// firstChunk is the most a buffer starts with, whatever the request
+	// declares: memory follows the bytes that arrive, never the
+	// Content-Length a sender claims.
+	firstChunk = 64 << 10
+)
 
-var bodyPool = sync.Pool{New: func() any { return new(body) }}
+var (
+	bufPools [maxClassShift - minClassShift + 1]sync.Pool
+	bodyPool = sync.Pool{New: func() any { return new(body) }}
+)
+
+// classOf returns the size class that holds n bytes.
+func classOf(n int) int {
+	if n <= 1<<minClassShift {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - minClassShift
+}
+
+// getBuf returns an empty buffer with room for at least n bytes.
+func getBuf(n int) []byte {
+	c := classOf(n)
+	if c >= len(bufPools) {
+		return make([]byte, 0, n)
+	}
+	if p, ok := bufPools[c].Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, 1<<(c+minClassShift))
+}
+
+// putBuf recycles a buffer from getBuf.
+func putBuf(b []byte) {
+	n := cap(b)
+	if n < 1<<minClassShift || n > 1<<maxClassShift || n&(n-1) != 0 {
+		return
+	}
+	b = b[:0]
+	bufPools[classOf(n)].Put(&b)
+}
 
 // body is a request body read into memory so it can be verified and then
 // forwarded unchanged. It goes back to the pool once both the handler and
@@ -31,45 +73,53 @@ type body struct {
 
 // readBody reads r's body up to limit bytes. A body over the limit gives
 // body_too_large: at once when Content-Length says so, or as soon as the
-// limit is passed while reading a body of unknown length.
+// limit is passed while reading. The buffer starts small and at most
+// doubles as bytes arrive, so a sender that declares a large body and
+// sends little holds little memory. A read that passes the connection's
+// read deadline gives body_timeout.
 func readBody(r *http.Request, limit int64) (*body, *Rejection, error) {
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit), nil
 	}
+	declared := r.ContentLength // -1 when unknown
 	b := bodyPool.Get().(*body)
 	b.refs.Store(1)
 	b.rest = nil
-	want := int64(512)
-	if r.ContentLength >= 0 {
-		want = r.ContentLength + 1 // +1 to see EOF without growing
+	first := int64(4 << 10)
+	if declared >= 0 {
+		first = min(declared, firstChunk)
 	}
-	if want > limit+1 {
-		want = limit + 1
-	}
-	if int64(cap(b.buf)) < want {
-		b.buf = make([]byte, 0, want)
-	}
-	b.buf = b.buf[:0]
+	b.buf = getBuf(int(min(first, limit+1)))
+	var probe [1]byte
 	for {
 		if len(b.buf) == cap(b.buf) {
 			if int64(len(b.buf)) > limit {
 				break
 			}
-			grow := min(int64(cap(b.buf))*2, limit+1)
-			b.buf = slices.Grow(b.buf, int(grow)-len(b.buf))
+			if int64(len(b.buf)) == declared {
+				// Everything declared has arrived: one tiny read
+				// to see EOF rather than a buffer twice the size.
+				n, err := r.Body.Read(probe[:])
+				if n == 0 {
+					if rej, rerr := b.readFailed(err); rej != nil || rerr != nil {
+						return nil, rej, rerr
+					}
+					break
+				}
+				b.grow(limit, -1)
+				b.buf = append(b.buf, probe[0])
+				declared = -1
+				continue
+			}
+			b.grow(limit, declared)
 		}
 		n, err := r.Body.Read(b.buf[len(b.buf):cap(b.buf)])
 		b.buf = b.buf[:len(b.buf)+n]
-		if err == io.EOF {
-			break
-		}
 		if err != nil {
-			b.release()
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return nil, tooLarge(mbe.Limit), nil
+			if rej, rerr := b.readFailed(err); rej != nil || rerr != nil {
+				return nil, rej, rerr
 			}
-			return nil, nil, err
+			break
 		}
 	}
 	if int64(len(b.buf)) > limit {
@@ -79,9 +129,57 @@ func readBody(r *http.Request, limit int64) (*body, *Rejection, error) {
 	return b, nil, nil
 }
 
+// grow moves the buffer to one twice as large (never past what is
+// declared, when that is known, nor past limit+1).
+func (b *body) grow(limit, declared int64) {
+	want := max(int64(cap(b.buf))*2, 512)
+	if declared > int64(len(b.buf)) {
+		want = min(want, declared)
+	}
+	want = min(want, limit+1)
+	nb := getBuf(int(want))
+	nb = append(nb, b.buf...)
+	putBuf(b.buf)
+	b.buf = nb
+}
+
+// readFailed sorts out a read error: EOF ends the body (nil, nil);
+// anything else releases the buffer and becomes a rejection or an error.
+func (b *body) readFailed(err error) (*Rejection, error) {
+	if err == io.EOF {
+		return nil, nil
+	}
+	b.release()
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return tooLarge(mbe.Limit), nil
+	}
+	if isTimeout(err) {
+		return bodyTimeout, nil
+	}
+	return nil, err
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 func tooLarge(limit int64) *Rejection {
 	return reject(ReasonBodyTooLarge, "the body is larger than the limit of "+strconv.FormatInt(limit, 10)+" bytes")
 }
+
+// bodyTimeout is the rejection of a body that did not arrive within
+// read_timeout. The connection cannot be read from any more, so it is
+// closed after the answer.
+var bodyTimeout = func() *Rejection {
+	rej := reject(ReasonBodyTimeout, "the body did not arrive within the read timeout")
+	rej.setHeader("Connection", "close")
+	return rej
+}()
 
 // attach makes r carry the buffered body, with a matching Content-Length,
 // so the next handler sees exactly the bytes that arrived.
@@ -101,11 +199,10 @@ func (b *body) release() {
 	if b.refs.Add(-1) != 0 {
 		return
 	}
-	if cap(b.buf) <= maxPooledBody {
-		b.buf = b.buf[:0]
-		b.rest = nil
-		bodyPool.Put(b)
-	}
+	putBuf(b.buf)
+	b.buf = nil
+	b.rest = nil
+	bodyPool.Put(b)
 }
 
 // forwardBody reads a buffered body (then, in report mode, the rest of an

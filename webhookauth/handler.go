@@ -94,13 +94,40 @@ type Handler struct {
 	// when the dedup store cannot be reached.
 	OnStoreError string `json:"on_store_error,omitempty"`
 
+	// DedupScope names the dedup state this handler uses. Handlers share
+	// delivery ids only when they name the same scope (one sender behind
+	// two routes); without a name, each handler's ids are its own, kept
+	// across reloads as long as the handler keeps its place in the
+	// config. Letters, digits, '_', '.' and '-'.
+	DedupScope string `json:"dedup_scope,omitempty"`
+
+	// ReadTimeout is how long the body may take to arrive, from the
+	// moment the handler starts reading it. A body still incomplete then
+	// is answered 408 with reason body_timeout, and the connection is
+	// closed. By default, 10s.
+	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
+
+	// ForwardSignature says whether the signature header goes on to the
+	// next handler once the request passes. By default it does, except
+	// for token schemes (GitLab), where the header is the secret itself:
+	// it is removed, so neither the backend nor reverse_proxy's logs see
+	// it. Caddy's access log records headers as they arrived, before any
+	// handler runs; filter it as the README shows.
+	ForwardSignature *bool `json:"forward_signature,omitempty"`
+
 	// The generic scheme fields; each one set overrides the preset.
 	SchemeConfig
 
 	verifier *Verifier
 	dedup    DedupStore
 	usesPool bool
-	label    string
+	// dedupNS starts every id this handler gives its dedup store: a
+	// digest of its scope, so handlers never see each other's ids.
+	dedupNS string
+	// stripSig removes the signature header before the request goes on.
+	stripSig    bool
+	readTimeout time.Duration
+	label       string
 	// labelValue is label boxed once for the replacer.
 	labelValue any
 	idField    string
@@ -112,7 +139,11 @@ type Handler struct {
 	metrics    handlerMetrics
 	rejLogs    *LogSampler
 	storeLog   *LogSampler
+	skipLog    *LogSampler
 }
+
+// DefaultReadTimeout bounds how long a body may take to arrive.
+const DefaultReadTimeout = 10 * time.Second
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -157,6 +188,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
 	}
+	for i, k := range keys {
+		if len(k) < MinSecretLength {
+			h.logger.Warn("a secret is shorter than recommended; providers generate at least 16 random bytes",
+				zap.String("provider", h.label), zap.Int("secret_index", i), zap.Int("min_length", MinSecretLength))
+		}
+	}
+	h.stripSig = scheme.Algorithm == AlgorithmToken
+	if h.ForwardSignature != nil {
+		h.stripSig = !*h.ForwardSignature
+	}
+	h.readTimeout = time.Duration(h.ReadTimeout)
+	if h.readTimeout == 0 {
+		h.readTimeout = DefaultReadTimeout
+	}
 	h.verifier = NewVerifier(scheme, keys, tolerance)
 	if err := RegisterMetrics(ctx); err != nil {
 		return fmt.Errorf("webhook_auth %s: registering metrics: %w", h.label, err)
@@ -191,7 +236,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.metrics = newHandlerMetrics(h.label, len(keys), storeLabel)
-	h.rejLogs, h.storeLog = new(LogSampler), new(LogSampler)
+	h.rejLogs, h.storeLog, h.skipLog = new(LogSampler), new(LogSampler), new(LogSampler)
 	h.labelValue = h.label
 	return nil
 }
@@ -219,12 +264,33 @@ func (h *Handler) Validate() error {
 	if h.MaxBody < 0 {
 		return fmt.Errorf("webhook_auth: max_body must not be negative")
 	}
+	if h.ReadTimeout < 0 {
+		return fmt.Errorf("webhook_auth: read_timeout must not be negative")
+	}
+	if h.DedupScope != "" && !validScope(h.DedupScope) {
+		return fmt.Errorf("webhook_auth: dedup_scope %q may only contain letters, digits, '_', '.' and '-'", h.DedupScope)
+	}
 	return nil
 }
 
+func validScope(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// MinSecretLength is the shortest secret loaded without a warning, in
+// bytes after decoding.
+const MinSecretLength = 16
+
 // resolveSecrets replaces the global placeholders in each secret and
-// decodes it. An error names the secret by position and by the
-// placeholder the user wrote, never by its value.
+// decodes it. A secret that resolves empty or blank, or has a placeholder
+// that resolves empty anywhere in it, is an error. An error names the
+// secret by position and by the placeholder the user wrote, never by its
+// value.
 func resolveSecrets(secrets []string, enc SecretEncoding) ([][]byte, error) {
 	if len(secrets) == 0 {
 		return nil, fmt.Errorf("no secret configured: add at least one 'secret'")
@@ -232,9 +298,12 @@ func resolveSecrets(secrets []string, enc SecretEncoding) ([][]byte, error) {
 	repl := caddy.NewReplacer()
 	keys := make([][]byte, 0, len(secrets))
 	for i, s := range secrets {
+		if ph := emptyPlaceholder(repl, s); ph != "" {
+			return nil, fmt.Errorf("secret %d (%s) resolved to an empty value: is the environment variable set or the file present?", i, ph)
+		}
 		val := repl.ReplaceKnown(s, "")
-		if val == "" {
-			return nil, fmt.Errorf("secret %d (%s) resolved to an empty value: is the environment variable set or the file present?", i, placeholderOnly(s))
+		if strings.TrimSpace(val) == "" {
+			return nil, fmt.Errorf("secret %d (%s) is empty or only white space", i, placeholderOnly(s))
 		}
 		key, err := enc.Key(val)
 		if err != nil {
@@ -245,11 +314,31 @@ func resolveSecrets(secrets []string, enc SecretEncoding) ([][]byte, error) {
 	return keys, nil
 }
 
-// placeholderOnly returns s when it is made only of placeholders, which is
-// the case whenever it resolved empty, and a neutral word otherwise.
+// emptyPlaceholder returns the first known placeholder in s that
+// resolves to nothing, such as {env.UNSET} in "prefix-{env.UNSET}", or "".
+func emptyPlaceholder(repl *caddy.Replacer, s string) string {
+	for rest := s; ; {
+		open := strings.IndexByte(rest, '{')
+		if open < 0 {
+			return ""
+		}
+		end := strings.IndexByte(rest[open:], '}')
+		if end < 0 {
+			return ""
+		}
+		key := rest[open+1 : open+end]
+		if v, ok := repl.Get(key); ok && caddy.ToString(v) == "" {
+			return "{" + key + "}"
+		}
+		rest = rest[open+end+1:]
+	}
+}
+
+// placeholderOnly returns s when it is made only of placeholders and a
+// neutral word otherwise, so an error never shows a secret's value.
 func placeholderOnly(s string) string {
 	t := strings.TrimSpace(s)
-	if strings.HasPrefix(t, "{") && strings.HasSuffix(t, "}") {
+	if strings.HasPrefix(t, "{") && strings.HasSuffix(t, "}") && strings.Count(t, "{") == 1 {
 		return t
 	}
 	return "as written"
@@ -260,33 +349,43 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.webhook.provider", h.labelValue)
 
-	rej, b, id, err := h.check(r, repl)
-	if b != nil {
-		defer b.release()
-		if rej == nil || h.Mode == ModeReport {
-			b.attach(r)
+	var d delivery
+	h.check(w, r, repl, &d)
+	if d.body != nil {
+		defer d.body.release()
+		if d.rej == nil || h.Mode == ModeReport {
+			d.body.attach(r)
 		}
 	}
-	if err != nil {
+	if d.err != nil {
 		h.metrics.count(resultReadError)
-		return caddyhttp.Error(http.StatusBadRequest, err)
+		return caddyhttp.Error(http.StatusBadRequest, d.err)
 	}
-	if rej == nil {
+	if d.rej == nil {
 		repl.Set("http.webhook.result", resultVerified)
+		h.passOn(r)
 		if h.dedup != nil && h.Mode != ModeReport {
-			return h.serveOnce(w, r, next, repl, id)
+			return h.serveOnce(w, r, next, repl, &d)
 		}
 		h.metrics.count(resultVerified)
 		return next.ServeHTTP(w, r)
 	}
-	repl.Set("http.webhook.result", rej.Reason.value())
-	h.metrics.count(string(rej.Reason))
-	h.logRejection(r, repl, rej)
+	repl.Set("http.webhook.result", d.rej.Reason.value())
+	h.metrics.count(string(d.rej.Reason))
+	h.logRejection(r, repl, d.rej)
 	if h.Mode == ModeReport {
+		h.passOn(r)
 		return next.ServeHTTP(w, r)
 	}
 	caddyhttp.SetVar(r.Context(), RefusedVar, true)
-	return Respond(w, rej, h.OnReject)
+	return Respond(w, d.rej, h.OnReject)
+}
+
+// passOn readies a request that goes on to the next handler.
+func (h *Handler) passOn(r *http.Request) {
+	if h.stripSig {
+		r.Header.Del(h.verifier.scheme.SignatureHeader)
+	}
 }
 
 // RefusedVar is the request variable webhook_auth sets to true when it
@@ -294,18 +393,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // request goes on). A `count rejected` limiter charges only those.
 const RefusedVar = "webhook_auth_refused"
 
-// check runs every verification step in order of cost and returns the
-// first rejection, the buffered body if it was read, the delivery id of a
-// verified request (for dedup), and an error if the body could not be read
-// at all.
-func (h *Handler) check(r *http.Request, repl *caddy.Replacer) (*Rejection, *body, string, error) {
+// delivery is what check finds out about one request.
+type delivery struct {
+	// rej is the first rejection, nil for a verified request.
+	rej *Rejection
+	// body is the buffered body, once read.
+	body *body
+	// id is the delivery id the sender gave (header or body), if any.
+	id string
+	// dedupKey identifies the delivery for dedup: the sender's id or,
+	// without one, the MAC that matched. Empty when neither exists (a
+	// token scheme signs nothing), so the delivery cannot be deduplicated.
+	dedupKey string
+	// err is set when the body could not be read at all.
+	err error
+}
+
+// check runs every verification step in order of cost and fills in d.
+func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, d *delivery) {
 	if !h.methodAllowed(r.Method) {
 		rej := reject(ReasonMethodNotAllowed, "the method "+strconv.Quote(r.Method)+" is not allowed here")
 		rej.setHeader("Allow", h.allow)
-		return rej, nil, "", nil
+		d.rej = rej
+		return
 	}
 	if r.ContentLength > h.maxBody {
-		return tooLarge(h.maxBody), nil, "", nil
+		d.rej = tooLarge(h.maxBody)
+		return
 	}
 	scheme := h.verifier.scheme
 	if scheme.EventHeader != "" {
@@ -322,39 +436,63 @@ func (h *Handler) check(r *http.Request, repl *caddy.Replacer) (*Rejection, *bod
 		repl.Set("http.webhook.timestamp", ver.Timestamp)
 	}
 	if rej != nil {
-		return rej, nil, "", nil
+		d.rej = rej
+		return
 	}
-	b, rej, err := readBody(r, h.maxBody)
-	if rej != nil || err != nil {
-		return rej, b, "", err
+	d.body, d.rej, d.err = h.readBody(w, r)
+	if d.rej != nil || d.err != nil {
+		return
 	}
 	start := time.Now()
-	idx, rej := ver.Finish(b.buf)
+	idx, rej := ver.Finish(d.body.buf)
 	h.metrics.verify.Observe(time.Since(start).Seconds())
 	if rej != nil {
-		return rej, b, "", nil
+		d.rej = rej
+		return
 	}
 	if idx < len(h.metrics.secrets) {
 		h.metrics.secrets[idx].Inc()
 	}
 	repl.Set("http.webhook.secret_index", idx)
-	id := ver.ID
-	if h.idField != "" && id == "" {
-		if bodyID, ok := topLevelString(b.buf, h.idField); ok {
-			id = bodyID
-			repl.Set("http.webhook.id", id)
+	d.id = ver.ID
+	if h.idField != "" && d.id == "" {
+		if bodyID, ok := topLevelString(d.body.buf, h.idField); ok {
+			if len(bodyID) > MaxDeliveryIDLength {
+				d.rej = deliveryIDTooLong
+				return
+			}
+			d.id = bodyID
+			repl.Set("http.webhook.id", d.id)
 		}
 	}
 	if h.evField != "" {
-		if ev, ok := topLevelString(b.buf, h.evField); ok {
+		if ev, ok := topLevelString(d.body.buf, h.evField); ok {
 			repl.Set("http.webhook.event", ev)
 		}
 	}
-	if id == "" && h.dedup != nil {
-		// No delivery id: the signature itself identifies the delivery.
-		id = "sig:" + r.Header.Get(scheme.SignatureHeader)
+	if h.dedup != nil {
+		switch mac := ver.MAC(); {
+		case d.id != "":
+			d.dedupKey = "i" + d.id
+		case mac != nil:
+			// No delivery id: the MAC that matched identifies the
+			// signed payload, whatever the header's spelling.
+			d.dedupKey = "m" + string(mac)
+		}
 	}
-	return nil, b, id, nil
+}
+
+// readBody reads the body under the handler's read deadline.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (*body, *Rejection, error) {
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(h.readTimeout)) == nil
+	b, rej, err := readBody(r, h.maxBody)
+	if deadline {
+		// Whatever reads next (report mode's remainder, the server's
+		// next request) runs on its own deadlines.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	return b, rej, err
 }
 
 func (h *Handler) methodAllowed(m string) bool {

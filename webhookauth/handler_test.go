@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -22,6 +24,11 @@ var testNow = time.Unix(1_800_000_000, 0)
 func newHandler(t testing.TB, h *Handler) *Handler {
 	t.Helper()
 	h.now = func() time.Time { return testNow }
+	if h.Dedup > 0 && h.DedupScope == "" {
+		// A bare context has no webhook app to number unnamed handlers;
+		// a scope of the test's own keeps runs (-count=N) apart.
+		h.DedupScope = fmt.Sprintf("test-%d", rand.Uint64())
+	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {

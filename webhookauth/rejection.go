@@ -24,6 +24,8 @@ const (
 	ReasonTimestampOutOfWindow  Reason = "timestamp_out_of_window"
 	ReasonMethodNotAllowed      Reason = "method_not_allowed"
 	ReasonBodyTooLarge          Reason = "body_too_large"
+	ReasonBodyTimeout           Reason = "body_timeout"
+	ReasonDeliveryIDInvalid     Reason = "delivery_id_invalid"
 	ReasonDeliveryInProgress    Reason = "delivery_in_progress"
 	ReasonRateLimited           Reason = "rate_limited"
 	ReasonStoreUnavailable      Reason = "store_unavailable"
@@ -37,7 +39,7 @@ var reasonValues = func() map[Reason]any {
 	m := make(map[Reason]any)
 	for _, r := range []Reason{ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureInvalid,
 		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge,
-		ReasonDeliveryInProgress, ReasonRateLimited, ReasonStoreUnavailable} {
+		ReasonBodyTimeout, ReasonDeliveryIDInvalid, ReasonDeliveryInProgress, ReasonRateLimited, ReasonStoreUnavailable} {
 		m[r] = string(r)
 	}
 	return m
@@ -54,13 +56,15 @@ func (r Reason) value() any {
 
 // SenderFault reports whether a rejection with this reason is the
 // sender's doing (a missing, malformed or wrong signature, a stale
-// timestamp, a wrong method, an oversized body) rather than the gate's
+// timestamp, a wrong method, an oversized or too slow body, an unusable
+// delivery id) rather than the gate's
 // state (a delivery in flight, a rate limit, a store outage). A limiter in
 // `count rejected` mode charges only these.
 func (r Reason) SenderFault() bool {
 	switch r {
 	case ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureInvalid,
-		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge:
+		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge,
+		ReasonBodyTimeout, ReasonDeliveryIDInvalid:
 		return true
 	}
 	return false
@@ -77,6 +81,10 @@ func (r Reason) Status() int {
 		return http.StatusMethodNotAllowed
 	case ReasonBodyTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case ReasonBodyTimeout:
+		return http.StatusRequestTimeout
+	case ReasonDeliveryIDInvalid:
+		return http.StatusBadRequest
 	case ReasonDeliveryInProgress:
 		return http.StatusConflict
 	case ReasonRateLimited:

@@ -104,6 +104,8 @@ type Scheme struct {
 
 	newHash func() hash.Hash
 	macSize int
+	// signedHeaders are the headers the signed payload inserts.
+	signedHeaders []string
 }
 
 // SchemeConfig holds the generic scheme fields as they appear in JSON and
@@ -230,6 +232,11 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 	}
 	if s.Payload, err = ParseTemplate(payload); err != nil {
 		return nil, err
+	}
+	for _, seg := range s.Payload.Segments {
+		if seg.Kind == TokenHeader {
+			s.signedHeaders = append(s.signedHeaders, seg.Text)
+		}
 	}
 	if s.Payload.Uses(TokenTimestamp) && !s.hasTimestamp() {
 		return nil, fmt.Errorf("signed_payload uses {timestamp} but the scheme has no timestamp_header")

@@ -2,6 +2,7 @@ package webhookauth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -24,13 +25,27 @@ const (
 	finishTimeout = 2 * time.Second
 )
 
-// memoryDedup is the process-wide memory dedup store; handlers namespace
-// ids by provider. It lives in a UsagePool so it survives reloads.
+// dedupPool holds the process-wide memory dedup store; handlers namespace
+// ids by their scope. It lives in a UsagePool so it survives reloads.
 var dedupPool = caddy.NewUsagePool()
 
 const memoryDedupKey = "memory"
 
 func (h *Handler) provisionDedup(ctx caddy.Context) error {
+	identity := "scope:" + h.DedupScope
+	if h.DedupScope == "" {
+		app, err := ctx.App("webhook")
+		if err != nil {
+			return fmt.Errorf("loading the webhook app: %w", err)
+		}
+		seq, ok := app.(interface{ Sequence(string) int })
+		if !ok {
+			return fmt.Errorf("the webhook app does not number handlers")
+		}
+		identity = fmt.Sprintf("unnamed:%d:%s", seq.Sequence("webhook_auth.dedup"), h.label)
+	}
+	sum := sha256.Sum256([]byte(identity))
+	h.dedupNS = string(sum[:8])
 	switch h.Store {
 	case "", "memory":
 		val, _, _ := dedupPool.LoadOrNew(memoryDedupKey, func() (caddy.Destructor, error) {
@@ -63,9 +78,19 @@ func (h *Handler) Cleanup() error {
 }
 
 // serveOnce passes a verified delivery to next at most once: it claims
-// the id, and after next has answered marks it done (2xx) or releases it.
-func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, id string) error {
-	key := h.label + "\x00" + id
+// the delivery, and after next has answered marks it done (2xx) or
+// releases it. A delivery with nothing to identify it by goes on without
+// dedup.
+func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, d *delivery) error {
+	if d.dedupKey == "" {
+		repl.Set("http.webhook.duplicate", dedupUnchecked)
+		h.metrics.count(resultVerified)
+		if ce, suppressed := h.skipLog.Check(h.logger, zapcore.InfoLevel, "webhook dedup skipped: the delivery has no id and its scheme signs nothing", h.now()); ce != nil {
+			ce.Write(zap.String("provider", h.label), suppressed)
+		}
+		return next.ServeHTTP(w, r)
+	}
+	key := h.dedupNS + d.dedupKey
 	token := rand.Uint64()
 	claim, err := h.dedup.Claim(r.Context(), key, token, time.Duration(h.DedupClaimTTL))
 	if err != nil {
@@ -77,7 +102,7 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.webhook.duplicate", true)
 		repl.Set("http.webhook.result", resultDuplicate)
 		h.metrics.count(resultDuplicate)
-		return writeDuplicate(w, id)
+		return writeDuplicate(w, d.id)
 	case InFlight:
 		repl.Set("http.webhook.result", string(ReasonDeliveryInProgress))
 		h.metrics.count(string(ReasonDeliveryInProgress))
@@ -101,11 +126,16 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 		// The claim expires on its own; a retry then goes through.
 		h.metrics.finErr.Inc()
 		if ce, suppressed := h.storeLog.Check(h.logger, zapcore.WarnLevel, "webhook dedup finish failed", h.now()); ce != nil {
-			ce.Write(zap.String("provider", h.label), zap.String("id", id), zap.Bool("delivered", done), zap.Error(ferr), suppressed)
+			ce.Write(zap.String("provider", h.label), zap.String("id", d.id), zap.Bool("delivered", done), zap.Error(ferr), suppressed)
 		}
 	}
 	return err
 }
+
+// dedupUnchecked is {http.webhook.duplicate} for a delivery that dedup
+// could not check: it has no id, and its scheme signs nothing that could
+// stand in for one.
+const dedupUnchecked = "unchecked"
 
 // dedupUnavailable applies on_store_error when the dedup store fails.
 func (h *Handler) dedupUnavailable(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
@@ -122,19 +152,23 @@ func (h *Handler) dedupUnavailable(w http.ResponseWriter, r *http.Request, next 
 	return Respond(w, StoreUnavailable("the delivery store is unavailable; retry shortly"), h.OnReject)
 }
 
-// writeDuplicate answers a copy of a delivered id.
+// writeDuplicate answers a copy of a delivered id. The id is shown only
+// when the sender gave one; a delivery identified by its MAC gets none.
 func writeDuplicate(w http.ResponseWriter, id string) error {
-	quoted, err := json.Marshal(id)
-	if err != nil {
-		return err
+	body := `{"status":"duplicate"}` + "\n"
+	if id != "" {
+		quoted, err := json.Marshal(id)
+		if err != nil {
+			return err
+		}
+		body = `{"status":"duplicate","id":` + string(quoted) + "}\n"
 	}
-	body := `{"status":"duplicate","id":` + string(quoted) + "}\n"
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	hdr.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write([]byte(body))
+	_, err := w.Write([]byte(body))
 	return err
 }
 

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"hash"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -53,10 +55,14 @@ func (v *Verifier) Scheme() *Scheme { return v.scheme }
 type Verification struct {
 	v       *Verifier
 	macs    []hash.Hash
-	sum     [64]byte
+	cur     [64]byte // the MAC being computed
 	scratch []byte
 	cands   candidates
 	values  payloadValues
+	// matched is the index of the key whose MAC matched (-1: none), and
+	// sum holds that MAC.
+	matched int
+	sum     [64]byte
 
 	// Timestamp is the request's timestamp as sent, and ID its delivery
 	// id, when the scheme has them.
@@ -69,12 +75,21 @@ type Verification struct {
 // cannot be valid are refused before their body is read.
 func (v *Verifier) Begin(r *http.Request, now time.Time) (*Verification, *Rejection) {
 	st := v.pool.Get().(*Verification)
+	// Nothing of the previous request may survive an early return.
+	st.Timestamp, st.ID, st.matched = "", "", -1
+	st.values = payloadValues{}
 	s := v.scheme
 	if rej := s.parseSignature(r.Header[s.SignatureHeader], &st.cands); rej != nil {
 		return st, rej
 	}
+	for _, name := range s.signedHeaders {
+		if len(r.Header[name]) > 1 {
+			// The MAC covers one value; a second one would reach the
+			// backend unverified.
+			return st, reject(ReasonSignatureMalformed, "the "+name+" header, which the signature covers, is sent more than once")
+		}
+	}
 	st.values = payloadValues{method: r.Method, header: r.Header}
-	st.Timestamp, st.ID = "", ""
 	if s.hasTimestamp() {
 		if rej := st.checkTimestamp(r, now); rej != nil {
 			return st, rej
@@ -86,6 +101,9 @@ func (v *Verifier) Begin(r *http.Request, now time.Time) (*Verification, *Reject
 			return st, reject(ReasonSignatureMalformed, "the "+s.IDHeader+" header is sent more than once")
 		}
 		if len(ids) == 1 {
+			if len(ids[0]) > MaxDeliveryIDLength {
+				return st, deliveryIDTooLong
+			}
 			st.ID = ids[0]
 		} else if s.Payload.Uses(TokenID) {
 			return st, reject(ReasonSignatureMalformed, "the request has no "+s.IDHeader+" header, which the signature covers")
@@ -98,6 +116,13 @@ func (v *Verifier) Begin(r *http.Request, now time.Time) (*Verification, *Reject
 	}
 	return st, nil
 }
+
+// MaxDeliveryIDLength is the longest delivery id accepted, in bytes.
+// Providers' ids are UUIDs or similar (under 64 bytes); a longer one is
+// refused with delivery_id_invalid rather than logged and remembered.
+const MaxDeliveryIDLength = 256
+
+var deliveryIDTooLong = reject(ReasonDeliveryIDInvalid, "the delivery id is longer than "+strconv.Itoa(MaxDeliveryIDLength)+" bytes")
 
 func (st *Verification) checkTimestamp(r *http.Request, now time.Time) *Rejection {
 	s := st.v.scheme
@@ -144,22 +169,33 @@ func (st *Verification) Finish(body []byte) (int, *Rejection) {
 	}
 	st.values.body = body
 	size := v.scheme.macSize
-	match := -1
 	for i, mac := range st.macs {
 		mac.Reset()
 		v.scheme.Payload.writeTo(mac, &st.values, &st.scratch)
-		sum := mac.Sum(st.sum[:0])
+		mac.Sum(st.cur[:0])
 		for j := 0; j < st.cands.n; j++ {
-			if hmac.Equal(sum, st.cands.sig[j][:size]) && match < 0 {
-				match = i
+			if hmac.Equal(st.cur[:size], st.cands.sig[j][:size]) && st.matched < 0 {
+				st.matched = i
+				st.sum = st.cur
 			}
 		}
 	}
 	st.values.body = nil
-	if match < 0 {
+	if st.matched < 0 {
 		return -1, signatureMismatch
 	}
-	return match, nil
+	return st.matched, nil
+}
+
+// MAC returns the MAC that matched in Finish: the same bytes for the same
+// signed payload and key, however the sender wrote the signature header
+// (letter case, entry order, padding). Nil for token schemes, which sign
+// nothing, and before a match. The caller must not keep it past Release.
+func (st *Verification) MAC() []byte {
+	if st.matched < 0 || st.v.scheme.Algorithm == AlgorithmToken {
+		return nil
+	}
+	return st.sum[:st.v.scheme.macSize]
 }
 
 // Release returns the verification's state to its verifier's pool.
@@ -171,6 +207,11 @@ func (st *Verification) Release() {
 // requestURL is the full URL the sender addressed, as signed by schemes
 // that cover it: the original request, before any rewrite.
 func requestURL(r *http.Request) string {
+	if r.URL != nil && r.URL.IsAbs() && !strings.HasPrefix(r.RequestURI, "/") {
+		// Absolute form (GET http://host/path HTTP/1.1): the request
+		// target is already the whole URL the sender addressed.
+		return r.RequestURI
+	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
