@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
@@ -81,7 +79,7 @@ func TestCLISign(t *testing.T) {
 func TestCLISendThroughRealCaddy(t *testing.T) {
 	be := newBackend(t)
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
-	tester := caddytest.NewTester(t)
+	tester := newTester(t)
 	tester.InitServer(caddyConfig("", fmt.Sprintf(`
 	:9080 {
 		route /github {
@@ -102,7 +100,7 @@ func TestCLISendThroughRealCaddy(t *testing.T) {
 	env := []string{"CLI_SECRET=" + githubSecret, "CLI_WRONG=not-the-secret"}
 	send := func(secretEnv, id string) (string, string, int) {
 		return runCLI(t, env, nil, "webhook", "send", "--provider", "github", "--secret-env", secretEnv,
-			"--body-file", file, "--id", id, "--header", "X-GitHub-Event: push", "http://localhost:9080/github")
+			"--body-file", file, "--id", id, "--header", "X-GitHub-Event: push", base+"/github")
 	}
 
 	id := fmt.Sprintf("cli-send-%d", time.Now().UnixNano())

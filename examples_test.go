@@ -2,9 +2,11 @@ package caddywebhookauth_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,7 +50,25 @@ func TestProviderExamples(t *testing.T) {
 			if len(cmds) != 2 || !strings.Contains(cmds[0], " run --config examples/"+name+"/Caddyfile") || !strings.Contains(cmds[1], " webhook send ") {
 				t.Fatalf("README commands %q: want the run command and the send command", cmds)
 			}
-			local := func(c string) string { return strings.ReplaceAll(c, "go run ./cmd/caddy", bin) }
+			// The example keeps its ports (admin 2019, gate 8080, backend
+			// 8081); the test runs a copy on free ones, so that another
+			// Caddy on this machine cannot take part of the traffic.
+			admin, gate, backend := freePort(t), freePort(t), freePort(t)
+			ports := strings.NewReplacer("localhost:2019", fmt.Sprintf("localhost:%d", admin),
+				"localhost:8080", fmt.Sprintf("localhost:%d", gate), "localhost:8081", fmt.Sprintf("localhost:%d", backend))
+			src, err := os.ReadFile("examples/" + name + "/Caddyfile")
+			if err != nil {
+				t.Fatal(err)
+			}
+			caddyfile := filepath.Join(t.TempDir(), "Caddyfile")
+			if err := os.WriteFile(caddyfile, []byte(ports.Replace(string(src))), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			local := func(c string) string {
+				c = strings.ReplaceAll(c, "go run ./cmd/caddy", bin)
+				c = strings.ReplaceAll(c, "examples/"+name+"/Caddyfile", caddyfile)
+				return ports.Replace(c)
+			}
 
 			server := exec.Command("bash", "-c", strings.Replace(local(cmds[0]), " "+bin, " exec "+bin, 1))
 			server.Env = append(os.Environ(), "HOME="+t.TempDir())
@@ -66,7 +86,7 @@ func TestProviderExamples(t *testing.T) {
 			}()
 			deadline := time.Now().Add(20 * time.Second)
 			for {
-				resp, err := http.Get("http://localhost:2019/config/")
+				resp, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", admin))
 				if err == nil {
 					resp.Body.Close()
 					break

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,10 +29,12 @@ type recordingBackend struct {
 }
 
 type received struct {
-	path   string
-	body   []byte
-	cl     int64
-	header http.Header
+	path    string
+	body    []byte
+	cl      int64
+	header  http.Header
+	te      []string
+	trailer http.Header
 }
 
 func newBackend(t *testing.T) *recordingBackend {
@@ -43,7 +46,7 @@ func newBackend(t *testing.T) *recordingBackend {
 			return
 		}
 		b.mu.Lock()
-		b.reqs = append(b.reqs, received{r.URL.Path, body, r.ContentLength, r.Header.Clone()})
+		b.reqs = append(b.reqs, received{r.URL.Path, body, r.ContentLength, r.Header.Clone(), r.TransferEncoding, r.Trailer.Clone()})
 		b.mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintf(w, "backend got %d bytes", len(body))
@@ -86,19 +89,56 @@ func signedRequest(t *testing.T, provider, secret, url string, body []byte, ts t
 }
 
 // caddyConfig is a Caddyfile for caddytest: the global options every
-// test needs (admin on 2999, HTTP on 9080), the extra global options
-// given, then the sites.
+// test needs (admin, HTTP and HTTPS on the free ports TestMain picked),
+// the extra global options given, then the sites. Sites are written as
+// ":9080 {" and get the HTTP port.
 func caddyConfig(globals, sites string) string {
-	return `
+	return fmt.Sprintf(`
 	{
 		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
+		admin localhost:%d
+		http_port %d
+		https_port %d
 		grace_period 1ns
-` + globals + `
+`, adminPort, httpPort, httpsPort) + globals + `
 	}
-` + sites
+` + strings.ReplaceAll(sites, ":9080 {", fmt.Sprintf(":%d {", httpPort))
+}
+
+// The ports of the in-process Caddy that caddytest runs, picked free when
+// the tests start: Caddy listens with SO_REUSEPORT, so a fixed port shared
+// with another Caddy on the machine would silently split the traffic.
+var (
+	httpPort, httpsPort, adminPort int
+	base, adminURL                 string
+)
+
+func TestMain(m *testing.M) {
+	// Hold all three open while picking so they differ, then free them.
+	ports := make([]int, 3)
+	var ls []net.Listener
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		ls = append(ls, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	httpPort, httpsPort, adminPort = ports[0], ports[1], ports[2]
+	base = fmt.Sprintf("http://localhost:%d", httpPort)
+	adminURL = fmt.Sprintf("http://localhost:%d", adminPort)
+	caddytest.Default.AdminPort = adminPort
+	os.Exit(m.Run())
+}
+
+// newTester is caddytest's tester on this run's admin port.
+func newTester(t *testing.T) *caddytest.Tester {
+	return caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 }
 
 const (
@@ -112,7 +152,7 @@ func TestThroughRealCaddy(t *testing.T) {
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
 	t.Setenv("WEBHOOKAUTH_IT_STRIPE", stripeSecret)
 
-	tester := caddytest.NewTester(t)
+	tester := newTester(t)
 	tester.InitServer(caddyConfig(fmt.Sprintf(`
 		log {
 			output file %s
@@ -162,7 +202,7 @@ func TestThroughRealCaddy(t *testing.T) {
 	now := time.Now()
 	for kind, body := range bodies {
 		for _, chunked := range []bool{false, true} {
-			req := signedRequest(t, "github", githubSecret, "http://localhost:9080/github", body, now)
+			req := signedRequest(t, "github", githubSecret, base+"/github", body, now)
 			if chunked {
 				// An io.Reader of unknown length makes the client send
 				// Transfer-Encoding: chunked.
@@ -185,35 +225,35 @@ func TestThroughRealCaddy(t *testing.T) {
 	}
 
 	stripeBody := []byte(`{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","type":"payment_intent.succeeded"}`)
-	resp := tester.AssertResponseCode(signedRequest(t, "stripe", stripeSecret, "http://localhost:9080/stripe", stripeBody, now), 200)
+	resp := tester.AssertResponseCode(signedRequest(t, "stripe", stripeSecret, base+"/stripe", stripeBody, now), 200)
 	resp.Body.Close()
 	if got := be.take(); len(got) != 1 || !bytes.Equal(got[0].body, stripeBody) {
 		t.Fatalf("stripe delivery not forwarded exactly: %+v", got)
 	}
 
 	// Rejections: status, reason, and never the backend.
-	tampered := signedRequest(t, "github", githubSecret, "http://localhost:9080/github", bodies["json"], now)
+	tampered := signedRequest(t, "github", githubSecret, base+"/github", bodies["json"], now)
 	tampered.Body = io.NopCloser(strings.NewReader(`{"action":"closed"}`))
 	tampered.ContentLength = int64(len(`{"action":"closed"}`))
 	assertProblem(t, tester, tampered, 401, "signature_invalid")
 
-	stale := signedRequest(t, "stripe", stripeSecret, "http://localhost:9080/stripe", stripeBody, now.Add(-10*time.Minute))
+	stale := signedRequest(t, "stripe", stripeSecret, base+"/stripe", stripeBody, now.Add(-10*time.Minute))
 	assertProblem(t, tester, stale, 401, "timestamp_out_of_window")
 
 	big := bytes.Repeat([]byte("a"), 65<<10)
-	tooBig := signedRequest(t, "github", githubSecret, "http://localhost:9080/github", big, now)
+	tooBig := signedRequest(t, "github", githubSecret, base+"/github", big, now)
 	assertProblem(t, tester, tooBig, 413, "body_too_large")
-	tooBigChunked := signedRequest(t, "github", githubSecret, "http://localhost:9080/github", big, now)
+	tooBigChunked := signedRequest(t, "github", githubSecret, base+"/github", big, now)
 	tooBigChunked.Body, tooBigChunked.ContentLength = io.NopCloser(io.MultiReader(bytes.NewReader(big))), -1
 	assertProblem(t, tester, tooBigChunked, 413, "body_too_large")
 
-	get, _ := http.NewRequest(http.MethodGet, "http://localhost:9080/github", nil)
+	get, _ := http.NewRequest(http.MethodGet, base+"/github", nil)
 	if resp := assertProblem(t, tester, get, 405, "method_not_allowed"); resp.Header.Get("Allow") != "POST" {
 		t.Fatalf("Allow = %q", resp.Header.Get("Allow"))
 	}
 
 	// on_reject error hands the rejection to handle_errors.
-	noSig, _ := http.NewRequest(http.MethodPost, "http://localhost:9080/errors", strings.NewReader("{}"))
+	noSig, _ := http.NewRequest(http.MethodPost, base+"/errors", strings.NewReader("{}"))
 	tester.AssertResponse(noSig, 401, "custom error page: 401 signature_missing")
 
 	if got := be.take(); len(got) != 0 {

@@ -58,7 +58,7 @@ func TestMetricsThroughRealCaddy(t *testing.T) {
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB_OLD", "integration-github-old-secret")
 
-	tester := caddytest.NewTester(t)
+	tester := newTester(t)
 	tester.InitServer(caddyConfig("", fmt.Sprintf(`
 	:9080 {
 		metrics /metrics
@@ -77,11 +77,11 @@ func TestMetricsThroughRealCaddy(t *testing.T) {
 	}
 	`, be.URL)), "caddyfile")
 
-	before := scrape(t, "http://localhost:2999/metrics")
+	before := scrape(t, adminURL+"/metrics")
 	now := time.Now()
 	send := func(sender, secret, id string, body []byte, mutate func(*http.Request), want int) {
 		t.Helper()
-		req := signedRequest(t, "github", secret, "http://localhost:9080/m", body, now)
+		req := signedRequest(t, "github", secret, base+"/m", body, now)
 		req.Header.Set("X-GitHub-Delivery", id)
 		req.Header.Set("X-Sender", sender)
 		if mutate != nil {
@@ -105,7 +105,7 @@ func TestMetricsThroughRealCaddy(t *testing.T) {
 		t.Fatalf("backend got %d requests, want 2", got)
 	}
 
-	for _, url := range []string{"http://localhost:2999/metrics", "http://localhost:9080/metrics"} {
+	for _, url := range []string{adminURL + "/metrics", base + "/metrics"} {
 		after := scrape(t, url)
 		want := map[string]float64{
 			`caddy_webhook_requests_total{provider="github",result="verified"}`:            2,
@@ -149,7 +149,7 @@ func TestRejectionLogFloodBounded(t *testing.T) {
 	be := newBackend(t)
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
-	tester := caddytest.NewTester(t)
+	tester := newTester(t)
 	tester.InitServer(caddyConfig(fmt.Sprintf(`
 		log {
 			output file %s
@@ -176,7 +176,7 @@ func TestRejectionLogFloodBounded(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			req := signedRequest(t, "github", "not-the-secret", "http://localhost:9080/flood", []byte(`{"n":`+strconv.Itoa(i)+`}`), time.Now())
+			req := signedRequest(t, "github", "not-the-secret", base+"/flood", []byte(`{"n":`+strconv.Itoa(i)+`}`), time.Now())
 			sigs.Store(req.Header.Get("X-Hub-Signature-256"), true)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -194,7 +194,7 @@ func TestRejectionLogFloodBounded(t *testing.T) {
 	seconds := int(time.Since(start)/time.Second) + 1
 	// One more rejection in a later second reports what was suppressed.
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
-	resp := tester.AssertResponseCode(signedRequest(t, "github", "not-the-secret", "http://localhost:9080/flood", []byte(`{}`), time.Now()), 401)
+	resp := tester.AssertResponseCode(signedRequest(t, "github", "not-the-secret", base+"/flood", []byte(`{}`), time.Now()), 401)
 	resp.Body.Close()
 	if got := len(be.take()); got != 0 {
 		t.Fatalf("backend got %d requests", got)
@@ -251,7 +251,7 @@ func TestRejectionLogFloodBounded(t *testing.T) {
 func TestCountRejectedThroughRealCaddy(t *testing.T) {
 	be := newBackend(t)
 	t.Setenv("WEBHOOKAUTH_IT_GITHUB", githubSecret)
-	tester := caddytest.NewTester(t)
+	tester := newTester(t)
 	tester.InitServer(caddyConfig("", fmt.Sprintf(`
 	:9080 {
 		route /g {
@@ -285,20 +285,20 @@ func TestCountRejectedThroughRealCaddy(t *testing.T) {
 		sendTo(t, tester, "/g", sender, secret, want)
 	}
 	const verified = `caddy_webhook_verify_duration_seconds_count{provider="github"}`
-	before := scrape(t, "http://localhost:2999/metrics")
+	before := scrape(t, adminURL+"/metrics")
 	for i := 0; i < 10; i++ {
 		send("real", githubSecret, 200)
 	}
 	for i := 0; i < 3; i++ {
 		send("forger", "guessed-secret", 401)
 	}
-	mid := scrape(t, "http://localhost:2999/metrics")
+	mid := scrape(t, adminURL+"/metrics")
 	for i := 0; i < 5; i++ {
 		send("forger", "guessed-secret", 429)
 	}
 	send("forger", githubSecret, 429) // the key is shut out, even when it signs right
 	send("real", githubSecret, 200)
-	after := scrape(t, "http://localhost:2999/metrics")
+	after := scrape(t, adminURL+"/metrics")
 
 	if got := mid[verified] - before[verified]; got != 13 {
 		t.Fatalf("%v verifications for 10 real and 3 forged deliveries, want 13", got)
@@ -328,7 +328,7 @@ func TestCountRejectedThroughRealCaddy(t *testing.T) {
 // checks the status.
 func sendTo(t *testing.T, tester *caddytest.Tester, path, sender, secret string, want int) {
 	t.Helper()
-	req := signedRequest(t, "github", secret, "http://localhost:9080"+path, []byte(`{"a":1}`), time.Now())
+	req := signedRequest(t, "github", secret, base+path, []byte(`{"a":1}`), time.Now())
 	req.Header.Set("X-Sender", sender)
 	resp := tester.AssertResponseCode(req, want)
 	resp.Body.Close()

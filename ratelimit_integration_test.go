@@ -38,7 +38,7 @@ func rateLimitConfig(backend, extra string) string {
 
 func limitedGet(t *testing.T, tester *caddytest.Tester, path, client string, status int) *http.Response {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://localhost:9080"+path, strings.NewReader("{}"))
+	req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader("{}"))
 	req.Header.Set("X-Client", client)
 	resp := tester.AssertResponseCode(req, status)
 	resp.Body.Close()
@@ -47,7 +47,7 @@ func limitedGet(t *testing.T, tester *caddytest.Tester, path, client string, sta
 
 func TestRateLimitThroughRealCaddy(t *testing.T) {
 	be := newBackend(t)
-	tester := caddytest.NewTester(t)
+	tester := newTester(t)
 	tester.InitServer(rateLimitConfig(be.URL, ""), "caddyfile")
 
 	// Client A: 3 per minute; admitted responses carry the headers.
@@ -87,7 +87,7 @@ func TestRateLimitThroughRealCaddy(t *testing.T) {
 	// A reload (here with an extra route) keeps every limiter's state:
 	// A, B and C are still limited.
 	tester.InitServer(rateLimitConfig(be.URL, `respond /health "ok"`), "caddyfile")
-	tester.AssertGetResponse("http://localhost:9080/health", 200, "ok")
+	tester.AssertGetResponse(base+"/health", 200, "ok")
 	limitedGet(t, tester, "/limited", "A", 429)
 	limitedGet(t, tester, "/unnamed", "C", 429)
 	limitedGet(t, tester, "/unnamed", "D", 200)
