@@ -99,8 +99,12 @@ func TestCLISendThroughRealCaddy(t *testing.T) {
 	}
 	env := []string{"CLI_SECRET=" + githubSecret, "CLI_WRONG=not-the-secret"}
 	send := func(secretEnv, id string) (string, string, int) {
-		return runCLI(t, env, nil, "webhook", "send", "--provider", "github", "--secret-env", secretEnv,
-			"--body-file", file, "--id", id, "--header", "X-GitHub-Event: push", base+"/github")
+		args := []string{"webhook", "send", "--provider", "github", "--secret-env", secretEnv,
+			"--body-file", file, "--header", "X-GitHub-Event: push", base + "/github"}
+		if id != "" {
+			args = append(args, "--id", id)
+		}
+		return runCLI(t, env, nil, args...)
 	}
 
 	id := fmt.Sprintf("cli-send-%d", time.Now().UnixNano())
@@ -113,9 +117,32 @@ func TestCLISendThroughRealCaddy(t *testing.T) {
 		t.Fatalf("backend got %+v", got)
 	}
 
-	out, _, code = send("CLI_SECRET", id)
+	out, stderr, code = send("CLI_SECRET", id)
 	if code != 0 || !strings.Contains(out, `"status":"duplicate"`) || len(be.take()) != 0 {
 		t.Fatalf("copy: exit %d, stdout %q", code, out)
+	}
+	if !strings.Contains(stderr, "delivery id: "+id+" (X-GitHub-Delivery)") {
+		t.Fatalf("send does not say which id it sent: %q", stderr)
+	}
+
+	// Without --id, send makes one up and says which, so that a copy can
+	// be sent on purpose.
+	out, stderr, code = send("CLI_SECRET", "")
+	_, fresh, ok := strings.Cut(strings.TrimSpace(stderr), "delivery id: ")
+	fresh, _, _ = strings.Cut(fresh, " ")
+	if code != 0 || !ok || len(fresh) != 36 || strings.Contains(out, "duplicate") {
+		t.Fatalf("fresh id: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	if out, _, _ = send("CLI_SECRET", fresh); !strings.Contains(out, `"status":"duplicate"`) {
+		t.Fatalf("copy of the printed id: %q", out)
+	}
+	be.take()
+
+	// --id where the provider sends no id header is an error, not
+	// silently dropped.
+	_, stderr, code = runCLI(t, env, body, "webhook", "send", "--provider", "stripe", "--secret-env", "CLI_SECRET", "--id", "evt_1", base+"/github")
+	if code == 0 || !strings.Contains(stderr, "stripe sends no delivery id header") || !strings.Contains(stderr, "body's top-level id member") {
+		t.Fatalf("--id for stripe: exit %d, %s", code, stderr)
 	}
 
 	out, stderr, code = send("CLI_WRONG", id+"-x")

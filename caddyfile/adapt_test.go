@@ -98,6 +98,22 @@ func TestAdaptErrors(t *testing.T) {
 		{"secret without value", `webhook_auth github {
 			secret
 		}`, "'secret' takes exactly one argument"},
+		{"size in two words", `webhook_auth github {
+			secret s
+			max_body 10 MB
+		}`, "webhook_auth: 'max_body' takes exactly one argument"},
+		{"zero read timeout", `webhook_auth github {
+			secret s
+			read_timeout 0
+		}`, "'read_timeout' must be longer than 0"},
+		{"bad forward_signature", `webhook_auth gitlab {
+			secret s
+			forward_signature maybe
+		}`, "'forward_signature maybe' is not valid"},
+		{"scope without dedup", `webhook_auth github {
+			secret s
+			dedup_scope github-senders
+		}`, "apply to dedup: add 'dedup'"},
 		{"methods without value", `webhook_auth github {
 			secret s
 			methods

@@ -105,6 +105,11 @@ func sendCommand() *cobra.Command {
 			timeout, _ := c.Flags().GetDuration("timeout")
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
+			if d.id != "" {
+				// On standard error, so that standard output stays the
+				// answer alone; send again with --id to make a copy.
+				fmt.Fprintf(c.ErrOrStderr(), "delivery id: %s (%s)\n", d.id, d.idHeader)
+			}
 			status, err := d.send(ctx, http.DefaultClient, args[0], extra, c.OutOrStdout())
 			if err != nil {
 				return caddy.ExitCodeFailedStartup, err
@@ -123,6 +128,9 @@ type delivery struct {
 	names  []string // header names as the provider spells them
 	body   []byte
 	header http.Header
+	// id is the delivery id sent in idHeader, given or generated; empty
+	// for providers that send none.
+	id, idHeader string
 }
 
 func readDelivery(fl caddycmd.Flags, stdin io.Reader) (*delivery, error) {
@@ -171,6 +179,13 @@ func sign(provider, secret string, body []byte, id string, ts time.Time) (*deliv
 	if err != nil {
 		return nil, err
 	}
+	if id != "" && s.IDHeader == "" {
+		why := "a copy is recognised by its signature (the same body, signed at the same --timestamp)"
+		if p.IDField != "" {
+			why = "its deliveries are identified by the body's top-level " + p.IDField + " member: put the id there"
+		}
+		return nil, fmt.Errorf("--id: %s sends no delivery id header; %s", p.Name, why)
+	}
 	if id == "" && s.IDHeader != "" {
 		id = freshID(p.Name)
 	}
@@ -181,7 +196,7 @@ func sign(provider, secret string, body []byte, id string, ts time.Time) (*deliv
 		return nil, fmt.Errorf("signing for %s: %w", p.Name, err)
 	}
 	names := []string{p.Scheme.SignatureHeader, p.Scheme.TimestampHeader, p.Scheme.IDHeader}
-	return &delivery{names: names, body: body, header: h}, nil
+	return &delivery{names: names, body: body, header: h, id: id, idHeader: p.Scheme.IDHeader}, nil
 }
 
 // freshID makes an id like the provider's own: a UUID for most, msg_…

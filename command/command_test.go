@@ -183,6 +183,23 @@ func TestSignErrors(t *testing.T) {
 	}
 }
 
+// --id only makes sense where the provider sends an id header.
+func TestSignRefusesAnIDWithoutAnIDHeader(t *testing.T) {
+	for provider, want := range map[string]string{
+		"slack":  "recognised by its signature",
+		"stripe": "body's top-level id member",
+	} {
+		_, err := sign(provider, "whsec_c2VjcmV0", []byte(`{}`), "my-id", time.Now())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s --id: %v", provider, err)
+		}
+	}
+	d, err := sign("github", "s", []byte(`{}`), "", time.Now())
+	if err != nil || d.id == "" || d.header.Get("X-GitHub-Delivery") != d.id {
+		t.Fatalf("github without --id: %v %+v", err, d)
+	}
+}
+
 func TestParseHeaders(t *testing.T) {
 	h, err := parseHeaders([]string{"X-GitHub-Event: push", "Content-Type:application/x-www-form-urlencoded"})
 	if err != nil || h.Get("X-Github-Event") != "push" || h.Get("Content-Type") != "application/x-www-form-urlencoded" {

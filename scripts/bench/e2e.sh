@@ -26,7 +26,8 @@ SIZES=${SIZES:-"1024 65536"}
 SIGNED=${SIGNED:-16}
 OUT=${OUT:-$(mktemp -d /tmp/webhook-e2e.XXXXXX)}
 mkdir -p "$OUT"
-need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+need() { command -v "$1" >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
 need redis-server redis-server
 

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/../.."
 KEYS=${KEYS:-200000}
 DURATION=${DURATION:-20s}
 THREADS=2
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+command -v wrk >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null; }
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
