@@ -480,6 +480,55 @@ func TestChunkedWithTrailersThroughCaddy(t *testing.T) {
 	}
 }
 
+// {url} is the URL the sender addressed, also when the request target is
+// in absolute form (POST http://host/path HTTP/1.1), where it used to read
+// "http://hosthttp://host/path".
+func TestURLSigningAbsoluteFormThroughCaddy(t *testing.T) {
+	be := newBackend(t)
+	tester := newTester(t)
+	const secret = "url-signing-secret-0123456"
+	tester.InitServer(caddyConfig("", fmt.Sprintf(`
+	:9080 {
+		webhook_auth {
+			secret %s
+			signature_header X-Sig
+			signed_payload "{url}|{body}"
+		}
+		reverse_proxy %s
+	}
+	`, secret, be.URL)), "caddyfile")
+	p, _ := webhookauth.LookupPreset("github")
+	cfg := p.Scheme
+	cfg.SignatureHeader, cfg.SignedPayload, cfg.SignaturePrefix = "X-Sig", "{url}|{body}", new(string)
+	s, err := cfg.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := fmt.Sprintf("localhost:%d", httpPort)
+	body := `{"absolute":true}`
+	for _, target := range []string{"/hook?x=1", "http://" + host + "/hook?x=1"} {
+		h, err := s.SignHeaders(secret, webhookauth.Delivery{Body: []byte(body), URL: "http://" + host + "/hook?x=1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := rawRequest(t, fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nX-Sig: %s\r\nConnection: close\r\n\r\n",
+			target, host, len(body), h.Get("X-Sig")), body)
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request target %s: %d %s", target, resp.StatusCode, out)
+		}
+	}
+	if n := len(be.take()); n != 2 {
+		t.Fatalf("%d of 2 deliveries reached the backend", n)
+	}
+}
+
 // The access log's filter, as the README shows it, lists each preset's
 // signature header; keep the two in step.
 func TestReadmeLogFilterListsEverySignatureHeader(t *testing.T) {

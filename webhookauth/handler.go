@@ -484,15 +484,31 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 
 // readBody reads the body under the handler's read deadline.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (*body, *Rejection, error) {
-	rc := http.NewResponseController(w)
-	deadline := rc.SetReadDeadline(time.Now().Add(h.readTimeout)) == nil
+	deadline := setReadDeadline(w, time.Now().Add(h.readTimeout))
 	b, rej, err := readBody(r, h.maxBody)
 	if deadline {
 		// Whatever reads next (report mode's remainder, the server's
 		// next request) runs on its own deadlines.
-		_ = rc.SetReadDeadline(time.Time{})
+		setReadDeadline(w, time.Time{})
 	}
 	return b, rej, err
+}
+
+// setReadDeadline sets the connection's read deadline through w and the
+// writers it wraps, as http.ResponseController does but without
+// allocating an error where none supports it (a test recorder). HTTP/1
+// and HTTP/2 support it; elsewhere the body has no deadline of its own.
+func setReadDeadline(w http.ResponseWriter, t time.Time) bool {
+	for {
+		switch u := w.(type) {
+		case interface{ SetReadDeadline(time.Time) error }:
+			return u.SetReadDeadline(t) == nil
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = u.Unwrap()
+		default:
+			return false
+		}
+	}
 }
 
 func (h *Handler) methodAllowed(m string) bool {
