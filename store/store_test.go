@@ -110,9 +110,11 @@ func TestRedisKeyTTLEndsWhenDrained(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		rl.Take(context.Background(), "ttl-key", l)
 	}
-	// Three events of 6 s each: the state drains in 18 s.
+	// Three events of 6 s each: the state drains in 18 s. The expiry is
+	// the TAT rounded up to the next millisecond (PXAT), so the TTL may
+	// read up to 1 ms over 18 s; 1 s under leaves room for a slow run.
 	ttl, err := c.PTTL(context.Background(), rl.redisKey("ttl-key")).Result()
-	if err != nil || ttl > 18*time.Second || ttl < 17*time.Second {
+	if err != nil || ttl > 18*time.Second+time.Millisecond || ttl < 17*time.Second {
 		t.Fatalf("TTL %v (%v), want about 18s", ttl, err)
 	}
 }
@@ -201,7 +203,13 @@ func TestDedupStateMachine(t *testing.T) {
 	for name, st := range map[string]webhookauth.DedupStore{"memory": mem, "redis": rd} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
+			// Redis runs on real time: the steps between two waits take
+			// milliseconds, so TTLs of a second or more leave a loaded CI
+			// machine plenty of room before anything expires early.
 			claimTTL, doneTTL := 200*time.Millisecond, 400*time.Millisecond
+			if name == "redis" {
+				claimTTL, doneTTL = time.Second, 2*time.Second
+			}
 			claim := func(id string, token uint64, want webhookauth.ClaimResult) {
 				t.Helper()
 				got, err := st.Claim(ctx, id, token, claimTTL)
@@ -228,13 +236,13 @@ func TestDedupStateMachine(t *testing.T) {
 			finish("b", 99, true)
 			claim("b", 3, webhookauth.InFlight)
 			// A claim expires by itself (a crashed server) ...
-			advance[name](claimTTL + 50*time.Millisecond)
+			advance[name](claimTTL + 100*time.Millisecond)
 			claim("b", 4, webhookauth.Claimed)
 			// ... and the crashed server's late finish cannot touch the new claim.
 			finish("b", 2, true)
 			claim("b", 5, webhookauth.InFlight)
 			// Done expires after the dedup TTL.
-			advance[name](doneTTL + 50*time.Millisecond)
+			advance[name](doneTTL + 100*time.Millisecond)
 			claim("a", 6, webhookauth.Claimed)
 		})
 	}
