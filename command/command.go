@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -28,7 +29,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhook",
-		Usage: "sign|send --provider <name> --secret <secret> [flags]",
+		Usage: "sign|send --provider <name> --secret <secret> [flags] | providers",
 		Short: "Signs and sends webhook deliveries as a provider would",
 		Long: `
 Signs webhook deliveries exactly as a provider does, to test an endpoint
@@ -41,14 +42,43 @@ guarded by webhook_auth without waiting for the provider.
       signs and POSTs; prints the status line and the response body, and
       exits non-zero unless the answer is 2xx
 
+  caddy webhook providers
+      lists every provider preset: name, aliases and signature
+
 Providers: ` + strings.Join(webhookauth.PresetNames(), ", ") + `.
 The body is read from --body-file, or from standard input. --secret-env
 names an environment variable holding the secret, which keeps it out of
 the shell history and the process list.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), sendCommand())
+			cmd.AddCommand(signCommand(), sendCommand(), providersCommand())
 		},
 	})
+}
+
+// providersCommand lists the catalogue, one provider a line.
+func providersCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "providers",
+		Short: "Lists the provider presets webhook_auth knows",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return writeProviders(c.OutOrStdout())
+		},
+	}
+}
+
+// writeProviders writes "name [aliases]  signature header  docs" lines.
+func writeProviders(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROVIDER\tALIASES\tKEY\tSIGNATURE HEADER\tDOCS")
+	for _, p := range webhookauth.Catalogue() {
+		aliases := strings.Join(p.Aliases, ",")
+		if aliases == "" {
+			aliases = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, aliases, p.Key, p.Scheme.SignatureHeader, p.DocURL)
+	}
+	return tw.Flush()
 }
 
 // deliveryFlags are the flags sign and send share.

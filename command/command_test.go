@@ -13,6 +13,8 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stripe/stripe-go/v82/webhook"
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
 // parseLines reads sign's output back into a header, checking that every
@@ -197,6 +199,23 @@ func TestSignRefusesAnIDWithoutAnIDHeader(t *testing.T) {
 	d, err := sign("github", "s", []byte(`{}`), "", time.Now())
 	if err != nil || d.id == "" || d.header.Get("X-GitHub-Delivery") != d.id {
 		t.Fatalf("github without --id: %v %+v", err, d)
+	}
+}
+
+// `caddy webhook providers` lists the whole catalogue.
+func TestProvidersList(t *testing.T) {
+	var b strings.Builder
+	if err := writeProviders(&b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != len(webhookauth.Catalogue())+1 || !strings.HasPrefix(lines[0], "PROVIDER") {
+		t.Fatalf("%d lines:\n%s", len(lines), b.String())
+	}
+	for i, p := range webhookauth.Catalogue() {
+		if f := strings.Fields(lines[i+1]); f[0] != p.Name || f[3] != p.Scheme.SignatureHeader {
+			t.Fatalf("line %q for %s", lines[i+1], p.Name)
+		}
 	}
 }
 

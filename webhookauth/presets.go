@@ -7,10 +7,37 @@ import (
 	"time"
 )
 
-// Preset is a provider's signature scheme, ready to use by name:
-// `webhook_auth github`. Any generic field the user sets overrides it.
+//go:generate go run ../internal/readmegen -readme ../README.md
+
+// KeyKind says what a preset verifies with.
+type KeyKind string
+
+const (
+	// KeySecret is a shared secret: an HMAC key, or a token compared as
+	// it is.
+	KeySecret KeyKind = "secret"
+	// KeyPublic is a public key (asymmetric signatures).
+	KeyPublic KeyKind = "public_key"
+)
+
+// Preset is one provider in the catalogue: its signature scheme and what
+// the gate needs to know about it, ready to use by name (`webhook_auth
+// github`). Any generic field the user sets overrides the scheme. The
+// Caddyfile parser, `caddy webhook sign|send` and the README's provider
+// table (go generate) all read the catalogue; adding a provider is adding
+// an entry here plus its vectors.
 type Preset struct {
-	Name   string
+	// Name is how users write the provider: lowercase.
+	Name string
+	// Aliases are other accepted names (ngrok's identifiers where they
+	// differ).
+	Aliases []string
+	// Summary is one line on the signature, for the README and the CLI.
+	Summary string
+	// DocURL is the provider's documentation on verifying deliveries.
+	DocURL string
+	// Key is what the preset verifies with.
+	Key    KeyKind
 	Scheme SchemeConfig
 	// Tolerance is the default replay window; zero for providers that
 	// send no timestamp.
@@ -20,18 +47,22 @@ type Preset struct {
 	// them in no header (Stripe).
 	IDField    string
 	EventField string
-	// Doc is a one-line description for the README and errors.
-	Doc string
+	// Unsigned says plainly what the signature leaves unprotected, for
+	// the README; empty when it covers the body and what identifies the
+	// delivery.
+	Unsigned string
 }
 
 func prefix(s string) *string { return &s }
 
-// presets are the providers this package knows. Sources: each provider's
-// documentation on verifying webhook deliveries.
-var presets = map[string]Preset{
-	"github": {
-		Name: "github",
-		Doc:  "X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>",
+// catalogue is every provider the gate knows, in README order. Sources:
+// each entry's DocURL.
+var catalogue = []Preset{
+	{
+		Name:    "github",
+		Summary: "`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(body)>`. The legacy SHA-1 `X-Hub-Signature` alone is not accepted.",
+		DocURL:  "https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries",
+		Key:     KeySecret,
 		Scheme: SchemeConfig{
 			SignatureHeader: "X-Hub-Signature-256",
 			SignaturePrefix: prefix("sha256="),
@@ -41,20 +72,26 @@ var presets = map[string]Preset{
 			IDHeader:        "X-GitHub-Delivery",
 			EventHeader:     "X-GitHub-Event",
 		},
+		Unsigned: "the delivery id (dedup absorbs retries, not replays); no timestamp",
 	},
-	"gitlab": {
-		Name: "gitlab",
-		Doc:  "X-Gitlab-Token: the secret token itself, compared in constant time",
+	{
+		Name:    "gitlab",
+		Summary: "`X-Gitlab-Token: <secret>`, compared in constant time, then removed from the request.",
+		DocURL:  "https://docs.gitlab.com/user/project/integrations/webhooks/",
+		Key:     KeySecret,
 		Scheme: SchemeConfig{
 			SignatureHeader: "X-Gitlab-Token",
 			Algorithm:       AlgorithmToken,
 			IDHeader:        "Idempotency-Key",
 			EventHeader:     "X-Gitlab-Event",
 		},
+		Unsigned: "everything: the token proves the sender, not the body, id or time; keep the endpoint on HTTPS",
 	},
-	"stripe": {
+	{
 		Name:       "stripe",
-		Doc:        "Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"{timestamp}.{body}\">[,v1=…]",
+		Summary:    "`Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(\"{timestamp}.{body}\")>`; any of several `v1` entries may match. The `whsec_…` secret is used as it is.",
+		DocURL:     "https://docs.stripe.com/webhooks#verify-manually",
+		Key:        KeySecret,
 		Tolerance:  5 * time.Minute,
 		IDField:    "id",
 		EventField: "type",
@@ -68,9 +105,11 @@ var presets = map[string]Preset{
 			TimestampFormat: TimestampUnix,
 		},
 	},
-	"slack": {
+	{
 		Name:      "slack",
-		Doc:       "X-Slack-Signature: v0=<hex HMAC-SHA256 of \"v0:{timestamp}:{body}\">, X-Slack-Request-Timestamp",
+		Summary:   "`X-Slack-Signature: v0=<hex HMAC-SHA256(\"v0:{timestamp}:{body}\")>`",
+		DocURL:    "https://api.slack.com/authentication/verifying-requests-from-slack",
+		Key:       KeySecret,
 		Tolerance: 5 * time.Minute,
 		Scheme: SchemeConfig{
 			SignatureHeader: "X-Slack-Signature",
@@ -82,9 +121,11 @@ var presets = map[string]Preset{
 			TimestampFormat: TimestampUnix,
 		},
 	},
-	"shopify": {
-		Name: "shopify",
-		Doc:  "X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256 of the body>",
+	{
+		Name:    "shopify",
+		Summary: "`X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256(body)>`",
+		DocURL:  "https://shopify.dev/docs/apps/build/webhooks/subscribe/https",
+		Key:     KeySecret,
 		Scheme: SchemeConfig{
 			SignatureHeader: "X-Shopify-Hmac-Sha256",
 			SignaturePrefix: prefix(""),
@@ -94,16 +135,21 @@ var presets = map[string]Preset{
 			IDHeader:        "X-Shopify-Webhook-Id",
 			EventHeader:     "X-Shopify-Topic",
 		},
+		Unsigned: "the delivery id (dedup absorbs retries, not replays); no timestamp",
 	},
-	"standard": standardPreset("standard", "webhook-"),
-	"svix":     standardPreset("svix", "svix-"),
+	standardPreset("standard", "webhook-", "[Standard Webhooks](https://www.standardwebhooks.com) (Clerk, Resend, …): ",
+		"https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md"),
+	standardPreset("svix", "svix-", "Standard Webhooks under Svix's header names: ",
+		"https://docs.svix.com/receiving/verifying-payloads/how-manual"),
 }
 
 // standardPreset is Standard Webhooks' scheme under a header prefix.
-func standardPreset(name, headerPrefix string) Preset {
+func standardPreset(name, headerPrefix, intro, doc string) Preset {
 	return Preset{
 		Name:      name,
-		Doc:       headerPrefix + "id, " + headerPrefix + "timestamp, " + headerPrefix + "signature: v1,<base64 HMAC-SHA256 of \"{id}.{timestamp}.{body}\"> …; whsec_ secrets",
+		Summary:   intro + "`" + headerPrefix + "signature: v1,<base64 HMAC-SHA256(\"{id}.{timestamp}.{body}\")> …`, `whsec_` secrets, several signatures, unknown versions ignored",
+		DocURL:    doc,
+		Key:       KeySecret,
 		Tolerance: 5 * time.Minute,
 		Scheme: SchemeConfig{
 			SignatureHeader: headerPrefix + "signature",
@@ -120,21 +166,110 @@ func standardPreset(name, headerPrefix string) Preset {
 	}
 }
 
-// LookupPreset returns the preset with the given name.
+// byName indexes the catalogue by name and alias.
+var byName = func() map[string]*Preset {
+	m := make(map[string]*Preset)
+	for i := range catalogue {
+		p := &catalogue[i]
+		for _, n := range append([]string{p.Name}, p.Aliases...) {
+			if _, dup := m[n]; dup {
+				panic("webhookauth: provider name " + n + " is in the catalogue twice")
+			}
+			m[n] = p
+		}
+	}
+	return m
+}()
+
+// LookupPreset returns the provider with the given name or alias.
 func LookupPreset(name string) (Preset, error) {
-	p, ok := presets[strings.ToLower(name)]
+	p, ok := byName[strings.ToLower(name)]
 	if !ok {
 		return Preset{}, fmt.Errorf("unknown provider %q (known: %s)", name, strings.Join(PresetNames(), ", "))
 	}
-	return p, nil
+	return *p, nil
 }
 
-// PresetNames lists the known providers, sorted.
+// PresetNames lists the providers' names (not aliases), sorted.
 func PresetNames() []string {
-	names := make([]string, 0, len(presets))
-	for n := range presets {
-		names = append(names, n)
+	names := make([]string, 0, len(catalogue))
+	for _, p := range catalogue {
+		names = append(names, p.Name)
 	}
 	sort.Strings(names)
 	return names
+}
+
+// Catalogue returns every provider, in catalogue order.
+func Catalogue() []Preset {
+	return append([]Preset(nil), catalogue...)
+}
+
+// PresetTable renders the catalogue as the README's provider table
+// (Markdown). go generate writes it into README.md; a test fails when the
+// README's copy is stale.
+func PresetTable() string {
+	var b strings.Builder
+	b.WriteString("| provider | signature | timestamp / window | id, event | not covered by the signature |\n")
+	b.WriteString("|---|---|---|---|---|\n")
+	for _, p := range catalogue {
+		name := "[`" + p.Name + "`](" + p.DocURL + ")"
+		for _, a := range p.Aliases {
+			name += " (`" + a + "`)"
+		}
+		s := p.Scheme
+		ts := "none"
+		switch {
+		case s.SignatureFormat == FormatStripe:
+			ts = "`t=` in the signature"
+		case s.TimestampHeader != "":
+			ts = "`" + s.TimestampHeader + "`"
+		}
+		if p.Tolerance > 0 {
+			ts += ", " + strings.TrimSuffix(strings.TrimSuffix(p.Tolerance.String(), "0s"), "0m") + " window"
+		}
+		id, ev := "—", "—"
+		switch {
+		case s.IDHeader != "":
+			id = "`" + s.IDHeader + "`"
+		case p.IDField != "":
+			id = "body `" + p.IDField + "`"
+		}
+		switch {
+		case s.EventHeader != "":
+			ev = "`" + s.EventHeader + "`"
+		case p.EventField != "":
+			ev = "body `" + p.EventField + "`"
+		}
+		unsigned := p.Unsigned
+		if unsigned == "" {
+			unsigned = "—"
+		}
+		idEv := id + ", " + ev
+		if id == "—" && ev == "—" {
+			idEv = "—"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", name, p.Summary, ts, idEv, unsigned)
+	}
+	return b.String()
+}
+
+// The markers around the generated table in the README.
+const (
+	tableBegin = "<!-- providers:begin (generated by go generate ./webhookauth from the catalogue; do not edit) -->\n"
+	tableEnd   = "<!-- providers:end -->\n"
+)
+
+// SpliceProviderTable returns readme with the text between the provider
+// table markers replaced by PresetTable.
+func SpliceProviderTable(readme string) (string, error) {
+	before, rest, ok := strings.Cut(readme, tableBegin)
+	if !ok {
+		return "", fmt.Errorf("no %q marker", strings.TrimSpace(tableBegin))
+	}
+	_, after, ok := strings.Cut(rest, tableEnd)
+	if !ok {
+		return "", fmt.Errorf("no %q marker", strings.TrimSpace(tableEnd))
+	}
+	return before + tableBegin + PresetTable() + tableEnd + after, nil
 }

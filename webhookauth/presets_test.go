@@ -1,0 +1,47 @@
+package webhookauth
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// The README's provider table is generated from the catalogue; this fails
+// when someone changed one without the other.
+func TestReadmeProviderTable(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := SpliceProviderTable(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want != string(raw) {
+		t.Fatal("README.md's provider table is stale: run go generate ./webhookauth")
+	}
+}
+
+// Every entry is complete: a name users can type, a summary, a doc link,
+// a key kind, and a scheme that compiles.
+func TestCatalogueEntries(t *testing.T) {
+	for _, p := range Catalogue() {
+		if p.Name != strings.ToLower(p.Name) || p.Name == "" {
+			t.Errorf("%q: names are lowercase", p.Name)
+		}
+		if p.Summary == "" || !strings.HasPrefix(p.DocURL, "https://") || p.Key == "" {
+			t.Errorf("%s: summary, doc link and key kind are required", p.Name)
+		}
+		if _, err := p.Scheme.Compile(); err != nil {
+			t.Errorf("%s: %v", p.Name, err)
+		}
+		for _, n := range append([]string{p.Name}, p.Aliases...) {
+			if got, err := LookupPreset(strings.ToUpper(n)); err != nil || got.Name != p.Name {
+				t.Errorf("%s: LookupPreset(%q) = %q, %v", p.Name, n, got.Name, err)
+			}
+		}
+	}
+	if _, err := LookupPreset("nope"); err == nil || !strings.Contains(err.Error(), "github") {
+		t.Fatalf("unknown provider: %v", err)
+	}
+}
