@@ -380,3 +380,17 @@ func TestRequestURLAbsoluteForm(t *testing.T) {
 		t.Fatalf("origin form: %q", got)
 	}
 }
+
+// Every reason webhook_auth can answer with is counted: a reason without
+// a resolved counter would vanish from caddy_webhook_requests_total.
+func TestEveryReasonHasACounter(t *testing.T) {
+	hm := newHandlerMetrics("test-reasons", 1, "")
+	for r := range reasonValues {
+		if r == ReasonRateLimited { // webhook_rate_limit's own metric
+			continue
+		}
+		if _, ok := hm.results[string(r)]; !ok {
+			t.Errorf("no counter for %s", r)
+		}
+	}
+}

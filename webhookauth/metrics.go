@@ -108,7 +108,8 @@ func newHandlerMetrics(provider string, secrets int, store string) handlerMetric
 		resultVerified, resultDuplicate, resultReadError,
 		string(ReasonSignatureMissing), string(ReasonSignatureMalformed), string(ReasonSignatureInvalid),
 		string(ReasonTimestampInvalid), string(ReasonTimestampOutOfWindow), string(ReasonMethodNotAllowed),
-		string(ReasonBodyTooLarge), string(ReasonDeliveryInProgress), string(ReasonStoreUnavailable),
+		string(ReasonBodyTooLarge), string(ReasonBodyTimeout), string(ReasonDeliveryIDInvalid),
+		string(ReasonDeliveryInProgress), string(ReasonStoreUnavailable),
 	} {
 		hm.results[r] = m.requests.WithLabelValues(provider, r)
 	}
