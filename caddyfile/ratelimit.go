@@ -1,6 +1,8 @@
 package caddyfile
 
 import (
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+
 	"strconv"
 	"strings"
 	"time"
@@ -10,7 +12,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/webhookauth/caddy-webhookauth/ratelimit"
-	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
 // parseRateLimit sets up the webhook_rate_limit handler.
@@ -75,7 +76,7 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		case "store":
 			handler.Store, err = b.oneArg()
 		case "on_store_error":
-			handler.OnStoreError, err = b.choice(webhookauth.OnStoreErrorReject, webhookauth.OnStoreErrorAllow)
+			handler.OnStoreError, err = b.choice(gate.OnStoreErrorReject, gate.OnStoreErrorAllow)
 		case "count":
 			handler.Count, err = b.choice(ratelimit.CountAll, ratelimit.CountRejected)
 		case "headers":
@@ -84,7 +85,7 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 				handler.Headers = v == "on"
 			}
 		case "on_reject":
-			handler.OnReject, err = b.choice(webhookauth.OnRejectRespond, webhookauth.OnRejectError)
+			handler.OnReject, err = b.choice(gate.OnRejectRespond, gate.OnRejectError)
 		default:
 			return b.unknown(sub)
 		}

@@ -1,6 +1,8 @@
 package caddyfile
 
 import (
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -120,7 +122,7 @@ func parseWebhookAuthSub(b *block, handler *webhookauth.Handler, sub string) err
 	case "store":
 		handler.Store, err = b.choice("memory", "redis")
 	case "on_store_error":
-		handler.OnStoreError, err = b.choice(webhookauth.OnStoreErrorReject, webhookauth.OnStoreErrorAllow)
+		handler.OnStoreError, err = b.choice(gate.OnStoreErrorReject, gate.OnStoreErrorAllow)
 	case "max_body":
 		handler.MaxBody, err = b.size()
 	case "methods":
@@ -131,7 +133,7 @@ func parseWebhookAuthSub(b *block, handler *webhookauth.Handler, sub string) err
 	case "mode":
 		handler.Mode, err = b.choice(webhookauth.ModeEnforce, webhookauth.ModeReport)
 	case "on_reject":
-		handler.OnReject, err = b.choice(webhookauth.OnRejectRespond, webhookauth.OnRejectError)
+		handler.OnReject, err = b.choice(gate.OnRejectRespond, gate.OnRejectError)
 	case "signature_header":
 		str(&sc.SignatureHeader)
 	case "signature_format":

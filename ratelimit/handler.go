@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/webhookauth/caddy-webhookauth/webhookauth"
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
 func init() {
@@ -107,7 +107,7 @@ type Handler struct {
 
 	allowed, denied, storeError prometheus.Counter
 	storeErrors                 prometheus.Counter
-	rejLogs, storeLogs          *webhookauth.LogSampler
+	rejLogs, storeLogs          *gate.LogSampler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -178,16 +178,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.policy = fmt.Sprintf("%q;q=%d;w=%d", h.label, h.Rate, ceilSeconds(time.Duration(h.Window)))
-	if err := webhookauth.RegisterMetrics(ctx); err != nil {
+	if err := gate.RegisterMetrics(ctx); err != nil {
 		return fmt.Errorf("webhook_rate_limit: registering metrics: %w", err)
 	}
-	h.allowed, h.denied, h.storeError = webhookauth.RateLimitCounters(h.label)
+	h.allowed, h.denied, h.storeError = gate.RateLimitCounters(h.label)
 	storeLabel := h.Store
 	if storeLabel == "" {
 		storeLabel = "memory"
 	}
-	h.storeErrors = webhookauth.StoreErrorCounter(storeLabel, "rate_limit")
-	h.rejLogs, h.storeLogs = new(webhookauth.LogSampler), new(webhookauth.LogSampler)
+	h.storeErrors = gate.StoreErrorCounter(storeLabel, "rate_limit")
+	h.rejLogs, h.storeLogs = new(gate.LogSampler), new(gate.LogSampler)
 	h.labelValue = h.label
 	return nil
 }
@@ -195,12 +195,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Validate checks the enumerated fields.
 func (h *Handler) Validate() error {
 	switch h.OnStoreError {
-	case "", webhookauth.OnStoreErrorReject, webhookauth.OnStoreErrorAllow:
+	case "", gate.OnStoreErrorReject, gate.OnStoreErrorAllow:
 	default:
 		return fmt.Errorf("webhook_rate_limit: unknown on_store_error %q (want reject or allow)", h.OnStoreError)
 	}
 	switch h.OnReject {
-	case "", webhookauth.OnRejectRespond, webhookauth.OnRejectError:
+	case "", gate.OnRejectRespond, gate.OnRejectError:
 	default:
 		return fmt.Errorf("webhook_rate_limit: unknown on_reject %q (want respond or error)", h.OnReject)
 	}
@@ -270,18 +270,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	hdr := w.Header()
 	h.setHeaders(hdr, d)
 	hdr["Retry-After"] = []string{strconv.FormatInt(max(retryAfter, 1), 10)}
-	repl.Set("http.webhook.result", string(webhookauth.ReasonRateLimited))
+	repl.Set("http.webhook.result", string(gate.ReasonRateLimited))
 	if ce, suppressed := h.rejLogs.Check(h.logger, zapcore.InfoLevel, "webhook rate limited", time.Now()); ce != nil {
 		clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 		ce.Write(zap.String("limiter", h.label), zap.String("client_ip", clientIP), zap.Int64("retry_after", retryAfter), suppressed)
 	}
-	return webhookauth.Respond(w, rateLimited, h.OnReject)
+	return gate.Respond(w, rateLimited, h.OnReject)
 }
 
 // rateLimited is the rejection of every refused request; Retry-After
 // and the RateLimit fields carry the numbers. Made once, never modified.
-var rateLimited = &webhookauth.Rejection{
-	Reason: webhookauth.ReasonRateLimited,
+var rateLimited = &gate.Rejection{
+	Reason: gate.ReasonRateLimited,
 	Detail: "too many requests for this key; retry after the seconds in Retry-After",
 }
 
@@ -289,9 +289,8 @@ var rateLimited = &webhookauth.Rejection{
 // was rejected for something the sender did.
 func (h *Handler) serveCharged(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, key string) error {
 	err := next.ServeHTTP(w, r)
-	result, _ := repl.GetString("http.webhook.result")
-	refused, _ := caddyhttp.GetVar(r.Context(), webhookauth.RefusedVar).(bool)
-	if !refused || !webhookauth.Reason(result).SenderFault() {
+	reason, refused := gate.Refused(r.Context())
+	if !refused || !reason.SenderFault() {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), chargeTimeout)
@@ -324,13 +323,13 @@ func (h *Handler) setHeaders(hdr http.Header, d Decision) {
 
 // storeFailed applies on_store_error.
 func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
-	allow := h.OnStoreError == webhookauth.OnStoreErrorAllow
+	allow := h.OnStoreError == gate.OnStoreErrorAllow
 	h.storeUnavailable("decide", allow, err)
 	if allow {
 		return next.ServeHTTP(w, r)
 	}
-	repl.Set("http.webhook.result", string(webhookauth.ReasonStoreUnavailable))
-	return webhookauth.Respond(w, webhookauth.StoreUnavailable("the rate limit store is unavailable; retry shortly"), h.OnReject)
+	repl.Set("http.webhook.result", string(gate.ReasonStoreUnavailable))
+	return gate.Respond(w, gate.StoreUnavailable("the rate limit store is unavailable; retry shortly"), h.OnReject)
 }
 
 // storeUnavailable counts a failed store call and logs it, sampled.

@@ -177,7 +177,7 @@ func tooLarge(limit int64) *Rejection {
 // closed after the answer.
 var bodyTimeout = func() *Rejection {
 	rej := reject(ReasonBodyTimeout, "the body did not arrive within the read timeout")
-	rej.setHeader("Connection", "close")
+	rej.SetHeader("Connection", "close")
 	return rej
 }()
 

@@ -1,6 +1,8 @@
 package webhookauth
 
 import (
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+
 	"fmt"
 	"net/http"
 	"strconv"
@@ -137,9 +139,9 @@ type Handler struct {
 	logger     *zap.Logger
 	now        func() time.Time
 	metrics    handlerMetrics
-	rejLogs    *LogSampler
-	storeLog   *LogSampler
-	skipLog    *LogSampler
+	rejLogs    *gate.LogSampler
+	storeLog   *gate.LogSampler
+	skipLog    *gate.LogSampler
 }
 
 // DefaultReadTimeout bounds how long a body may take to arrive.
@@ -203,7 +205,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.readTimeout = DefaultReadTimeout
 	}
 	h.verifier = NewVerifier(scheme, keys, tolerance)
-	if err := RegisterMetrics(ctx); err != nil {
+	if err := gate.RegisterMetrics(ctx); err != nil {
 		return fmt.Errorf("webhook_auth %s: registering metrics: %w", h.label, err)
 	}
 
@@ -236,7 +238,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.metrics = newHandlerMetrics(h.label, len(keys), storeLabel)
-	h.rejLogs, h.storeLog, h.skipLog = new(LogSampler), new(LogSampler), new(LogSampler)
+	h.rejLogs, h.storeLog, h.skipLog = new(gate.LogSampler), new(gate.LogSampler), new(gate.LogSampler)
 	h.labelValue = h.label
 	return nil
 }
@@ -249,12 +251,12 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("webhook_auth: unknown mode %q (want enforce or report)", h.Mode)
 	}
 	switch h.OnReject {
-	case "", OnRejectRespond, OnRejectError:
+	case "", gate.OnRejectRespond, gate.OnRejectError:
 	default:
 		return fmt.Errorf("webhook_auth: unknown on_reject %q (want respond or error)", h.OnReject)
 	}
 	switch h.OnStoreError {
-	case "", OnStoreErrorReject, OnStoreErrorAllow:
+	case "", gate.OnStoreErrorReject, gate.OnStoreErrorAllow:
 	default:
 		return fmt.Errorf("webhook_auth: unknown on_store_error %q (want reject or allow)", h.OnStoreError)
 	}
@@ -370,15 +372,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.metrics.count(resultVerified)
 		return next.ServeHTTP(w, r)
 	}
-	repl.Set("http.webhook.result", d.rej.Reason.value())
+	repl.Set("http.webhook.result", d.rej.Reason.Value())
 	h.metrics.count(string(d.rej.Reason))
 	h.logRejection(r, repl, d.rej)
 	if h.Mode == ModeReport {
 		h.passOn(r)
 		return next.ServeHTTP(w, r)
 	}
-	caddyhttp.SetVar(r.Context(), RefusedVar, true)
-	return Respond(w, d.rej, h.OnReject)
+	gate.SetRefused(r.Context(), d.rej.Reason)
+	return gate.Respond(w, d.rej, h.OnReject)
 }
 
 // passOn readies a request that goes on to the next handler.
@@ -387,11 +389,6 @@ func (h *Handler) passOn(r *http.Request) {
 		r.Header.Del(h.verifier.scheme.SignatureHeader)
 	}
 }
-
-// RefusedVar is the request variable webhook_auth sets to true when it
-// refuses a request in enforce mode (not in report mode, where the
-// request goes on). A `count rejected` limiter charges only those.
-const RefusedVar = "webhook_auth_refused"
 
 // delivery is what check finds out about one request.
 type delivery struct {
@@ -413,7 +410,7 @@ type delivery struct {
 func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, d *delivery) {
 	if !h.methodAllowed(r.Method) {
 		rej := reject(ReasonMethodNotAllowed, "the method "+strconv.Quote(r.Method)+" is not allowed here")
-		rej.setHeader("Allow", h.allow)
+		rej.SetHeader("Allow", h.allow)
 		d.rej = rej
 		return
 	}
@@ -521,7 +518,7 @@ func (h *Handler) methodAllowed(m string) bool {
 }
 
 // logRejection writes one line per rejection, sampled: past
-// DefaultLogsPerSecond lines a second they are counted instead, and the
+// gate.DefaultLogsPerSecond lines a second they are counted instead, and the
 // next line written says how many were suppressed. A line names the
 // delivery but never includes a secret, a signature or the body.
 func (h *Handler) logRejection(r *http.Request, repl *caddy.Replacer, rej *Rejection) {

@@ -1,6 +1,8 @@
 package webhookauth
 
 import (
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -70,6 +72,15 @@ func serve(h *Handler, r *http.Request, next caddyhttp.Handler) (*httptest.Respo
 	w := httptest.NewRecorder()
 	err := h.ServeHTTP(w, r, next)
 	return w, repl, err
+}
+
+// problem is the RFC 9457 document a rejection is answered with.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Reason Reason `json:"reason"`
 }
 
 // problemReason decodes the reason of a problem+json answer.
@@ -333,14 +344,14 @@ func TestReportModeLetsEverythingThrough(t *testing.T) {
 }
 
 func TestOnRejectError(t *testing.T) {
-	h := newHandler(t, &Handler{Provider: "github", Secrets: []string{"s"}, OnReject: OnRejectError})
+	h := newHandler(t, &Handler{Provider: "github", Secrets: []string{"s"}, OnReject: gate.OnRejectError})
 	r := httptest.NewRequest(http.MethodPut, "/", strings.NewReader("x"))
 	w, _, err := serve(h, r, &backend{})
 	var he caddyhttp.HandlerError
 	if !errorsAs(err, &he) || he.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("got %v, want a 405 handler error", err)
 	}
-	if rej, ok := AsRejection(err); !ok || rej.Reason != ReasonMethodNotAllowed {
+	if rej, ok := gate.AsRejection(err); !ok || rej.Reason != ReasonMethodNotAllowed {
 		t.Fatalf("the error does not carry the rejection: %v", err)
 	}
 	if w.Body.Len() != 0 || w.Header().Get("Allow") != "POST" {

@@ -1,6 +1,8 @@
 package webhookauth
 
 import (
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+
 	"bytes"
 	"encoding/hex"
 	"io"
@@ -114,7 +116,7 @@ func TestReadBodyOverLimitAndErrors(t *testing.T) {
 
 func TestBodyTimeoutClosesTheConnection(t *testing.T) {
 	w := httptest.NewRecorder()
-	if err := Respond(w, bodyTimeout, OnRejectRespond); err != nil {
+	if err := gate.Respond(w, bodyTimeout, gate.OnRejectRespond); err != nil {
 		t.Fatal(err)
 	}
 	if w.Code != http.StatusRequestTimeout || w.Header().Get("Connection") != "close" {
@@ -385,8 +387,8 @@ func TestRequestURLAbsoluteForm(t *testing.T) {
 // a resolved counter would vanish from caddy_webhook_requests_total.
 func TestEveryReasonHasACounter(t *testing.T) {
 	hm := newHandlerMetrics("test-reasons", 1, "")
-	for r := range reasonValues {
-		if r == ReasonRateLimited { // webhook_rate_limit's own metric
+	for _, r := range gate.Reasons() {
+		if r == gate.ReasonRateLimited { // webhook_rate_limit's own metric
 			continue
 		}
 		if _, ok := hm.results[string(r)]; !ok {

@@ -1,6 +1,8 @@
 package webhookauth
 
 import (
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -109,7 +111,7 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 		rej := reject(ReasonDeliveryInProgress, "a copy of this delivery is being processed; retry shortly")
 		retry := min(int64(time.Duration(h.DedupClaimTTL)/time.Second), 5)
 		h.logRejection(r, repl, rej)
-		return Respond(w, rej.WithRetryAfter(retry), h.OnReject)
+		return gate.Respond(w, rej.WithRetryAfter(retry), h.OnReject)
 	}
 	repl.Set("http.webhook.duplicate", false)
 	h.metrics.count(resultVerified)
@@ -139,7 +141,7 @@ const dedupUnchecked = "unchecked"
 
 // dedupUnavailable applies on_store_error when the dedup store fails.
 func (h *Handler) dedupUnavailable(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
-	allow := h.OnStoreError == OnStoreErrorAllow
+	allow := h.OnStoreError == gate.OnStoreErrorAllow
 	if ce, suppressed := h.storeLog.Check(h.logger, zapcore.WarnLevel, "webhook dedup store unavailable", h.now()); ce != nil {
 		ce.Write(zap.String("provider", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err), suppressed)
 	}
@@ -149,7 +151,7 @@ func (h *Handler) dedupUnavailable(w http.ResponseWriter, r *http.Request, next 
 	}
 	repl.Set("http.webhook.result", string(ReasonStoreUnavailable))
 	h.metrics.count(string(ReasonStoreUnavailable))
-	return Respond(w, StoreUnavailable("the delivery store is unavailable; retry shortly"), h.OnReject)
+	return gate.Respond(w, gate.StoreUnavailable("the delivery store is unavailable; retry shortly"), h.OnReject)
 }
 
 // writeDuplicate answers a copy of a delivered id. The id is shown only

@@ -1,4 +1,9 @@
-package webhookauth
+// Package gate is the core the webhook handlers share: how a request is
+// refused (stable reasons, RFC 9457 problem+json, on_reject and
+// on_store_error), how floods of refusals are logged (the sampler), the
+// metrics every handler reports, and the verdict webhook_auth hands a
+// `count rejected` limiter. It imports no module of this repository.
+package gate
 
 import (
 	"errors"
@@ -17,21 +22,18 @@ type Reason string
 
 // The rejection reasons, grouped by the HTTP status they are answered with.
 const (
-	ReasonSignatureMissing      Reason = "signature_missing"
-	ReasonSignatureMalformed    Reason = "signature_malformed"
-	ReasonSignatureInvalid      Reason = "signature_invalid"
-	ReasonTimestampInvalid      Reason = "timestamp_invalid"
-	ReasonTimestampOutOfWindow  Reason = "timestamp_out_of_window"
-	ReasonMethodNotAllowed      Reason = "method_not_allowed"
-	ReasonBodyTooLarge          Reason = "body_too_large"
-	ReasonBodyTimeout           Reason = "body_timeout"
-	ReasonDeliveryIDInvalid     Reason = "delivery_id_invalid"
-	ReasonDeliveryInProgress    Reason = "delivery_in_progress"
-	ReasonRateLimited           Reason = "rate_limited"
-	ReasonStoreUnavailable      Reason = "store_unavailable"
-	resultVerified                     = "verified"
-	resultDuplicate                    = "duplicate"
-	resultUnverifiedPassThrough        = "report_only"
+	ReasonSignatureMissing     Reason = "signature_missing"
+	ReasonSignatureMalformed   Reason = "signature_malformed"
+	ReasonSignatureInvalid     Reason = "signature_invalid"
+	ReasonTimestampInvalid     Reason = "timestamp_invalid"
+	ReasonTimestampOutOfWindow Reason = "timestamp_out_of_window"
+	ReasonMethodNotAllowed     Reason = "method_not_allowed"
+	ReasonBodyTooLarge         Reason = "body_too_large"
+	ReasonBodyTimeout          Reason = "body_timeout"
+	ReasonDeliveryIDInvalid    Reason = "delivery_id_invalid"
+	ReasonDeliveryInProgress   Reason = "delivery_in_progress"
+	ReasonRateLimited          Reason = "rate_limited"
+	ReasonStoreUnavailable     Reason = "store_unavailable"
 )
 
 // reasonValues are the reasons boxed once, for the replacer.
@@ -45,9 +47,18 @@ var reasonValues = func() map[Reason]any {
 	return m
 }()
 
-// value is r as a placeholder value, without an allocation for the known
+// Reasons lists every reason.
+func Reasons() []Reason {
+	out := make([]Reason, 0, len(reasonValues))
+	for r := range reasonValues {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Value is r as a placeholder value, without an allocation for the known
 // reasons.
-func (r Reason) value() any {
+func (r Reason) Value() any {
 	if v, ok := reasonValues[r]; ok {
 		return v
 	}
@@ -110,8 +121,8 @@ type Rejection struct {
 // the detail.
 func (r *Rejection) Error() string { return string(r.Reason) + ": " + r.Detail }
 
-// reject is a short constructor used throughout the package.
-func reject(reason Reason, detail string) *Rejection {
+// Reject returns a rejection with the reason and detail.
+func Reject(reason Reason, detail string) *Rejection {
 	return &Rejection{Reason: reason, Detail: detail}
 }
 
@@ -120,11 +131,12 @@ func (r *Rejection) WithRetryAfter(seconds int64) *Rejection {
 	if seconds < 1 {
 		seconds = 1
 	}
-	r.setHeader("Retry-After", strconv.FormatInt(seconds, 10))
+	r.SetHeader("Retry-After", strconv.FormatInt(seconds, 10))
 	return r
 }
 
-func (r *Rejection) setHeader(name, value string) {
+// SetHeader sets a response header field of the rejection.
+func (r *Rejection) SetHeader(name, value string) {
 	if r.Header == nil {
 		r.Header = make(http.Header, 1)
 	}
@@ -142,7 +154,7 @@ const (
 // StoreUnavailable is the rejection for a store that cannot be reached;
 // the sender is asked to retry after a second.
 func StoreUnavailable(detail string) *Rejection {
-	return reject(ReasonStoreUnavailable, detail).WithRetryAfter(1)
+	return Reject(ReasonStoreUnavailable, detail).WithRetryAfter(1)
 }
 
 // OnReject values: how a handler answers a rejected request.

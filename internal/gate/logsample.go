@@ -1,4 +1,4 @@
-package webhookauth
+package gate
 
 import (
 	"sync"

@@ -1,4 +1,4 @@
-package webhookauth
+package gate
 
 import (
 	"encoding/json"
@@ -59,7 +59,7 @@ func FuzzProblemJSON(f *testing.F) {
 
 func TestRespondHeaders(t *testing.T) {
 	rec := httptest.NewRecorder()
-	rej := reject(ReasonDeliveryInProgress, "wait").WithRetryAfter(3)
+	rej := Reject(ReasonDeliveryInProgress, "wait").WithRetryAfter(3)
 	if err := Respond(rec, rej, OnRejectRespond); err != nil {
 		t.Fatal(err)
 	}
