@@ -37,26 +37,31 @@ func classOf(n int) int {
 	return bits.Len(uint(n-1)) - minClassShift
 }
 
-// getBuf returns an empty buffer with room for at least n bytes.
-func getBuf(n int) []byte {
+// getBuf returns a buffer with room for at least n bytes, empty. The
+// pointer goes back with putBuf, so recycling allocates nothing.
+func getBuf(n int) *[]byte {
 	c := classOf(n)
 	if c >= len(bufPools) {
-		return make([]byte, 0, n)
+		b := make([]byte, 0, n)
+		return &b
 	}
 	if p, ok := bufPools[c].Get().(*[]byte); ok {
-		return (*p)[:0]
+		*p = (*p)[:0]
+		return p
 	}
-	return make([]byte, 0, 1<<(c+minClassShift))
+	b := make([]byte, 0, 1<<(c+minClassShift))
+	return &b
 }
 
-// putBuf recycles a buffer from getBuf.
-func putBuf(b []byte) {
-	n := cap(b)
+// putBuf recycles a buffer from getBuf; one outside the classes is left
+// to the garbage collector.
+func putBuf(p *[]byte) {
+	n := cap(*p)
 	if n < 1<<minClassShift || n > 1<<maxClassShift || n&(n-1) != 0 {
 		return
 	}
-	b = b[:0]
-	bufPools[classOf(n)].Put(&b)
+	*p = (*p)[:0]
+	bufPools[classOf(n)].Put(p)
 }
 
 // body is a request body read into memory so it can be verified and then
@@ -64,8 +69,11 @@ func putBuf(b []byte) {
 // whatever read the forwarded body (the proxy transport, which may finish
 // after the handler returns) are done with it.
 type body struct {
-	buf  []byte
-	refs atomic.Int32
+	buf []byte
+	// bufp is where buf came from (getBuf), to give it back.
+	bufp  *[]byte
+	probe [1]byte
+	refs  atomic.Int32
 	// rest is the unread remainder of a body cut off at the limit; only
 	// report mode forwards it.
 	rest io.ReadCloser
@@ -89,8 +97,8 @@ func readBody(r *http.Request, limit int64) (*body, *Rejection, error) {
 	if declared >= 0 {
 		first = min(declared, firstChunk)
 	}
-	b.buf = getBuf(int(min(first, limit+1)))
-	var probe [1]byte
+	b.bufp = getBuf(int(min(first, limit+1)))
+	b.buf = *b.bufp
 	for {
 		if len(b.buf) == cap(b.buf) {
 			if int64(len(b.buf)) > limit {
@@ -99,7 +107,7 @@ func readBody(r *http.Request, limit int64) (*body, *Rejection, error) {
 			if int64(len(b.buf)) == declared {
 				// Everything declared has arrived: one tiny read
 				// to see EOF rather than a buffer twice the size.
-				n, err := r.Body.Read(probe[:])
+				n, err := r.Body.Read(b.probe[:])
 				if n == 0 {
 					if rej, rerr := b.readFailed(err); rej != nil || rerr != nil {
 						return nil, rej, rerr
@@ -107,7 +115,7 @@ func readBody(r *http.Request, limit int64) (*body, *Rejection, error) {
 					break
 				}
 				b.grow(limit, -1)
-				b.buf = append(b.buf, probe[0])
+				b.buf = append(b.buf, b.probe[0])
 				declared = -1
 				continue
 			}
@@ -137,10 +145,19 @@ func (b *body) grow(limit, declared int64) {
 		want = min(want, declared)
 	}
 	want = min(want, limit+1)
-	nb := getBuf(int(want))
-	nb = append(nb, b.buf...)
-	putBuf(b.buf)
-	b.buf = nb
+	np := getBuf(int(want))
+	*np = append(*np, b.buf...)
+	b.giveBack()
+	b.bufp, b.buf = np, *np
+}
+
+// giveBack returns the buffer to its pool.
+func (b *body) giveBack() {
+	if b.bufp != nil {
+		*b.bufp = b.buf[:0]
+		putBuf(b.bufp)
+	}
+	b.bufp, b.buf = nil, nil
 }
 
 // readFailed sorts out a read error: EOF ends the body (nil, nil);
@@ -199,8 +216,7 @@ func (b *body) release() {
 	if b.refs.Add(-1) != 0 {
 		return
 	}
-	putBuf(b.buf)
-	b.buf = nil
+	b.giveBack()
 	b.rest = nil
 	bodyPool.Put(b)
 }

@@ -1,11 +1,14 @@
 package gate
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // problem is the RFC 9457 document Respond writes, as encoding/json would
@@ -86,3 +89,17 @@ func TestRespondHeaders(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestVerdict(t *testing.T) {
+	ctx := context.WithValue(context.Background(), caddyhttp.VarsCtxKey, map[string]any{})
+	if _, ok := Refused(ctx); ok {
+		t.Fatal("a request nobody refused reads as refused")
+	}
+	SetRefused(ctx, ReasonSignatureInvalid)
+	if r, ok := Refused(ctx); !ok || r != ReasonSignatureInvalid || !r.SenderFault() {
+		t.Fatalf("%q %v", r, ok)
+	}
+	if n := testing.AllocsPerRun(100, func() { SetRefused(ctx, ReasonBodyTooLarge) }); n != 0 {
+		t.Fatalf("SetRefused allocates %v times", n)
+	}
+}

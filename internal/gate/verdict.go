@@ -14,8 +14,22 @@ const verdictVar = "webhook_auth.refused"
 // mode) for reason. A `count rejected` limiter in front reads it back
 // after the handlers behind it have answered.
 func SetRefused(ctx context.Context, reason Reason) {
-	caddyhttp.SetVar(ctx, verdictVar, reason)
+	v, ok := boxedReasons[reason]
+	if !ok {
+		v = reason
+	}
+	caddyhttp.SetVar(ctx, verdictVar, v)
 }
+
+// boxedReasons holds each reason as an interface value made once, so a
+// flood of refusals does not allocate one per request.
+var boxedReasons = func() map[Reason]any {
+	m := make(map[Reason]any, len(reasonValues))
+	for r := range reasonValues {
+		m[r] = r
+	}
+	return m
+}()
 
 // Refused returns the reason webhook_auth refused the request for, if it
 // did. Report mode refuses nothing, so it records nothing.
