@@ -1,6 +1,8 @@
 package caddyfile
 
 import (
+	"github.com/webhookauth/caddy-webhookauth/internal/cfparse"
+
 	"strconv"
 	"time"
 
@@ -39,10 +41,10 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	b := newBlock(d, "webhook")
-	err := b.each(0, func(sub string) error {
+	b := cfparse.NewBlock(d, "webhook")
+	err := b.Each(0, func(sub string) error {
 		if sub != "redis" {
-			return b.unknown(sub)
+			return b.Unknown(sub)
 		}
 		var err error
 		app.Redis, err = parseRedis(d)
@@ -56,8 +58,8 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 
 func parseRedis(d *caddyfile.Dispenser) (*store.RedisConfig, error) {
 	rc := new(store.RedisConfig)
-	b := newBlock(d, "webhook redis", "address")
-	err := b.each(1, func(sub string) error {
+	b := cfparse.NewBlock(d, "webhook redis", "address")
+	err := b.Each(1, func(sub string) error {
 		var err error
 		switch sub {
 		case "address":
@@ -67,16 +69,16 @@ func parseRedis(d *caddyfile.Dispenser) (*store.RedisConfig, error) {
 			}
 			rc.Addresses = append(rc.Addresses, args...)
 		case "username":
-			rc.Username, err = b.oneArg()
+			rc.Username, err = b.OneArg()
 		case "password":
-			rc.Password, err = b.oneArg()
+			rc.Password, err = b.OneArg()
 		case "master_name":
-			rc.MasterName, err = b.oneArg()
+			rc.MasterName, err = b.OneArg()
 		case "key_prefix":
-			rc.KeyPrefix, err = b.oneArg()
+			rc.KeyPrefix, err = b.OneArg()
 		case "db", "pool_size":
 			var v string
-			if v, err = b.oneArg(); err == nil {
+			if v, err = b.OneArg(); err == nil {
 				n, perr := strconv.Atoi(v)
 				if perr != nil || n < 0 {
 					return d.Errf("webhook redis: '%s %s' must be a whole number", sub, v)
@@ -94,14 +96,14 @@ func parseRedis(d *caddyfile.Dispenser) (*store.RedisConfig, error) {
 			rc.TLS = true
 		case "timeout":
 			var dur time.Duration
-			if dur, err = b.duration(); err == nil {
+			if dur, err = b.Duration(); err == nil {
 				if dur == 0 {
 					return d.Errf("webhook redis: 'timeout' must be longer than 0")
 				}
 				rc.Timeout = caddy.Duration(dur)
 			}
 		default:
-			return b.unknown(sub)
+			return b.Unknown(sub)
 		}
 		return err
 	})

@@ -1,7 +1,14 @@
+// Package caddyfile is the Caddyfile surface of caddy-webhookauth: it
+// registers the directives and their order and the global webhook option;
+// each module parses its own directive (UnmarshalCaddyfile beside it).
 package caddyfile
 
 import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhookauth/caddy-webhookauth/ratelimit"
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
 // The resulting order is … rewrite, uri, try_files, webhook_rate_limit,
@@ -13,9 +20,15 @@ import (
 // plugins order themselves relative to standard directives, so both are
 // placed before basic_auth, rate limiting first.
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("webhook_rate_limit", parseRateLimit)
+	httpcaddyfile.RegisterHandlerDirective("webhook_rate_limit", func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		m := new(ratelimit.Handler)
+		return m, m.UnmarshalCaddyfile(h.Dispenser)
+	})
 	httpcaddyfile.RegisterDirectiveOrder("webhook_rate_limit", httpcaddyfile.Before, "basic_auth")
 
-	httpcaddyfile.RegisterHandlerDirective("webhook_auth", parseWebhookAuth)
+	httpcaddyfile.RegisterHandlerDirective("webhook_auth", func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		m := new(webhookauth.Handler)
+		return m, m.UnmarshalCaddyfile(h.Dispenser)
+	})
 	httpcaddyfile.RegisterDirectiveOrder("webhook_auth", httpcaddyfile.Before, "basic_auth")
 }

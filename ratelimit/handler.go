@@ -123,17 +123,16 @@ var memoryStores = caddy.NewUsagePool()
 
 // Provision sets up the limit and finds the store.
 func (h *Handler) Provision(ctx caddy.Context) error {
+	// Caddy validates after provisioning; checking first means a bad
+	// limit never gets as far as opening a store.
+	if err := h.Validate(); err != nil {
+		return err
+	}
 	h.logger = ctx.Logger()
 	if h.Key == "" {
 		h.Key = DefaultKey
 	}
 	h.limit = Limit{Rate: h.Rate, Window: time.Duration(h.Window), Burst: h.Burst}
-	if err := h.limit.Validate(); err != nil {
-		return fmt.Errorf("webhook_rate_limit: %w", err)
-	}
-	if h.Name != "" && !validName.MatchString(h.Name) {
-		return fmt.Errorf("webhook_rate_limit: name %q may only contain letters, digits, '_', '.' and '-'", h.Name)
-	}
 	h.label = h.Name
 	if h.label == "" {
 		h.label = "webhook"
@@ -192,8 +191,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the enumerated fields.
+// Validate checks the fields; it needs no provisioning, so the Caddyfile
+// parser runs it too.
 func (h *Handler) Validate() error {
+	if h.Rate == 0 {
+		return fmt.Errorf("webhook_rate_limit: 'rate' is required (e.g. rate 60/1m)")
+	}
+	l := Limit{Rate: h.Rate, Window: time.Duration(h.Window), Burst: h.Burst}
+	if err := l.Validate(); err != nil {
+		return fmt.Errorf("webhook_rate_limit: %w", err)
+	}
+	if h.Name != "" && !validName.MatchString(h.Name) {
+		return fmt.Errorf("webhook_rate_limit: name %q may only contain letters, digits, '_', '.' and '-'", h.Name)
+	}
 	switch h.OnStoreError {
 	case "", gate.OnStoreErrorReject, gate.OnStoreErrorAllow:
 	default:

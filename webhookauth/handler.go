@@ -157,6 +157,11 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision compiles the scheme and resolves the secrets.
 func (h *Handler) Provision(ctx caddy.Context) error {
+	// Caddy validates after provisioning; checking first means a bad
+	// config never gets as far as resolving secrets or opening stores.
+	if err := h.Validate(); err != nil {
+		return err
+	}
 	h.logger = ctx.Logger()
 	if h.now == nil {
 		h.now = time.Now
@@ -227,8 +232,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := h.provisionDedup(ctx); err != nil {
 			return fmt.Errorf("webhook_auth %s: %w", h.label, err)
 		}
-	} else if h.Store != "" {
-		return fmt.Errorf("webhook_auth %s: 'store' is set but 'dedup' is not", h.label)
 	}
 	storeLabel := ""
 	if h.dedup != nil {
@@ -243,8 +246,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the enumerated fields.
+// Validate checks the fields on their own and against each other; it
+// needs no provisioning, so the Caddyfile parser runs it too.
 func (h *Handler) Validate() error {
+	if len(h.Secrets) == 0 {
+		return fmt.Errorf("webhook_auth: at least one 'secret' is required")
+	}
+	if (h.Store != "" || h.OnStoreError != "" || h.DedupClaimTTL != 0 || h.DedupScope != "") && h.Dedup == 0 {
+		return fmt.Errorf("webhook_auth: 'store', 'on_store_error', 'dedup_claim_ttl' and 'dedup_scope' apply to dedup: add 'dedup'")
+	}
 	switch h.Mode {
 	case "", ModeEnforce, ModeReport:
 	default:
@@ -294,9 +304,6 @@ const MinSecretLength = 16
 // secret by position and by the placeholder the user wrote, never by its
 // value.
 func resolveSecrets(secrets []string, enc SecretEncoding) ([][]byte, error) {
-	if len(secrets) == 0 {
-		return nil, fmt.Errorf("no secret configured: add at least one 'secret'")
-	}
 	repl := caddy.NewReplacer()
 	keys := make([][]byte, 0, len(secrets))
 	for i, s := range secrets {

@@ -367,7 +367,7 @@ func TestSecretsFailClosed(t *testing.T) {
 		secrets []string
 		wantErr string
 	}{
-		{nil, "no secret configured"},
+		{nil, "at least one 'secret' is required"},
 		{[]string{"{env.WEBHOOKAUTH_TEST_UNSET}"}, "secret 0 ({env.WEBHOOKAUTH_TEST_UNSET}) resolved to an empty value"},
 		{[]string{"{env.WEBHOOKAUTH_TEST_SET}", "{file./nonexistent/secret}"}, "secret 1 ({file./nonexistent/secret}) resolved to an empty value"},
 	} {

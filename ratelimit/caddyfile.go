@@ -1,20 +1,19 @@
-package caddyfile
+package ratelimit
 
 import (
-	"github.com/webhookauth/caddy-webhookauth/internal/gate"
-
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/webhookauth/caddy-webhookauth/ratelimit"
+	"github.com/webhookauth/caddy-webhookauth/internal/cfparse"
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
-// parseRateLimit sets up the webhook_rate_limit handler.
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
 //
 // Syntax:
 //
@@ -29,25 +28,24 @@ import (
 //		on_reject      respond|error
 //		count          all|rejected    # default all
 //	}
-func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+func (handler *Handler) UnmarshalCaddyfile(h *caddyfile.Dispenser) error {
 	const name = "webhook_rate_limit"
 	h.Next()
-	handler := new(ratelimit.Handler)
 	if h.NextArg() {
 		handler.Name = h.Val()
 	}
 	if h.NextArg() {
-		return nil, h.Errf("%s: unexpected argument '%s' (the name is the only argument; settings go in the block)", name, h.Val())
+		return h.Errf("%s: unexpected argument '%s' (the name is the only argument; settings go in the block)", name, h.Val())
 	}
-	b := newBlock(h.Dispenser, name)
-	err := b.each(0, func(sub string) error {
+	b := cfparse.NewBlock(h, name)
+	err := b.Each(0, func(sub string) error {
 		var err error
 		switch sub {
 		case "key":
-			handler.Key, err = b.oneArg()
+			handler.Key, err = b.OneArg()
 		case "rate":
 			var v string
-			if v, err = b.oneArg(); err == nil {
+			if v, err = b.OneArg(); err == nil {
 				var events int64
 				var window time.Duration
 				if events, window, err = parseRate(v); err != nil {
@@ -57,7 +55,7 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 			}
 		case "burst":
 			var v string
-			if v, err = b.oneArg(); err == nil {
+			if v, err = b.OneArg(); err == nil {
 				n, perr := strconv.ParseInt(v, 10, 64)
 				if perr != nil || n < 1 {
 					return h.Errf("%s: 'burst %s' must be a whole number of at least 1", name, v)
@@ -66,7 +64,7 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 			}
 		case "max_keys":
 			var v string
-			if v, err = b.oneArg(); err == nil {
+			if v, err = b.OneArg(); err == nil {
 				n, perr := strconv.Atoi(v)
 				if perr != nil || n < 1 {
 					return h.Errf("%s: 'max_keys %s' must be a whole number of at least 1", name, v)
@@ -74,30 +72,32 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 				handler.MaxKeys = n
 			}
 		case "store":
-			handler.Store, err = b.oneArg()
+			handler.Store, err = b.OneArg()
 		case "on_store_error":
-			handler.OnStoreError, err = b.choice(gate.OnStoreErrorReject, gate.OnStoreErrorAllow)
+			handler.OnStoreError, err = b.Choice(gate.OnStoreErrorReject, gate.OnStoreErrorAllow)
 		case "count":
-			handler.Count, err = b.choice(ratelimit.CountAll, ratelimit.CountRejected)
+			handler.Count, err = b.Choice(CountAll, CountRejected)
 		case "headers":
 			var v string
-			if v, err = b.choice("on", "off"); err == nil {
+			if v, err = b.Choice("on", "off"); err == nil {
 				handler.Headers = v == "on"
 			}
 		case "on_reject":
-			handler.OnReject, err = b.choice(gate.OnRejectRespond, gate.OnRejectError)
+			handler.OnReject, err = b.Choice(gate.OnRejectRespond, gate.OnRejectError)
 		default:
-			return b.unknown(sub)
+			return b.Unknown(sub)
 		}
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if handler.Rate == 0 {
-		return nil, h.Errf("%s: 'rate' is required (e.g. rate 60/1m)", name)
+	// What can be told from the Caddyfile alone is told here, with its
+	// line; Validate checks the same for JSON configs.
+	if err := handler.Validate(); err != nil {
+		return h.Err(err.Error())
 	}
-	return handler, nil
+	return nil
 }
 
 // parseRate reads a rate such as 100/1m, 7/1s or 1/1h: a whole number of
@@ -106,28 +106,30 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 func parseRate(v string) (int64, time.Duration, error) {
 	evs, win, ok := strings.Cut(v, "/")
 	if !ok {
-		return 0, 0, errorf("rate %q must be <events>/<window>, e.g. 60/1m", v)
+		return 0, 0, fmt.Errorf("rate %q must be <events>/<window>, e.g. 60/1m", v)
 	}
 	events, err := strconv.ParseInt(evs, 10, 64)
 	if err != nil {
-		return 0, 0, errorf("rate %q: %q is not a whole number of events", v, evs)
+		return 0, 0, fmt.Errorf("rate %q: %q is not a whole number of events", v, evs)
 	}
 	if events < 1 {
-		return 0, 0, errorf("rate %q: the number of events must be at least 1", v)
+		return 0, 0, fmt.Errorf("rate %q: the number of events must be at least 1", v)
 	}
 	if win != "" && strings.Trim(win, "smhdµun") == "" {
 		win = "1" + win // "10/m" reads as "10/1m"
 	}
 	window, err := caddy.ParseDuration(win)
 	if err != nil {
-		return 0, 0, errorf("rate %q: %q is not a duration", v, win)
+		return 0, 0, fmt.Errorf("rate %q: %q is not a duration", v, win)
 	}
 	if window <= 0 {
-		return 0, 0, errorf("rate %q: the window must be longer than 0", v)
+		return 0, 0, fmt.Errorf("rate %q: the window must be longer than 0", v)
 	}
-	l := ratelimit.Limit{Rate: events, Window: window}
+	l := Limit{Rate: events, Window: window}
 	if err := l.Validate(); err != nil {
-		return 0, 0, errorf("rate %q: %v", v, err)
+		return 0, 0, fmt.Errorf("rate %q: %v", v, err)
 	}
 	return events, window, nil
 }
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,179 @@
+package webhookauth
+
+import (
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/cfparse"
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+)
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+//
+// Syntax:
+//
+//	webhook_auth [<matcher>] [<provider>] {
+//		secret           <secret>        # repeatable: rotation
+//		tolerance        <duration>      # replay window; 0 disables
+//		max_body         <size>
+//		methods          <method...>
+//		mode             enforce|report
+//		on_reject        respond|error
+//		signature_header <name>
+//		signature_format plain|stripe|standard
+//		signature_prefix <text>
+//		algorithm        hmac-sha1|hmac-sha256|hmac-sha512|token
+//		encoding         hex|base64|base64url
+//		signed_payload   <template>
+//		timestamp_header <name>
+//		timestamp_format unix|unix_ms|rfc3339
+//		id_header        <name>
+//		event_header     <name>
+//		secret_encoding  raw|base64|hex|whsec
+//		dedup            [<ttl>]         # default 72h
+//		dedup_claim_ttl  <duration>      # default 1m
+//		dedup_scope      <name>          # share dedup state with handlers of the same scope
+//		store            memory|redis
+//		on_store_error   reject|allow
+//		read_timeout     <duration>      # default 10s
+//		forward_signature on|off         # default on; off for token schemes
+//	}
+func (handler *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	const name = "webhook_auth"
+	d.Next() // the directive name
+	if d.NextArg() {
+		if _, err := LookupPreset(d.Val()); err != nil {
+			return d.Errf("%s: %v", name, err)
+		}
+		handler.Provider = d.Val()
+	}
+	if d.NextArg() {
+		return d.Errf("%s: unexpected argument '%s' (the provider is the only argument; settings go in the block)", name, d.Val())
+	}
+	b := cfparse.NewBlock(d, name, "secret")
+	if err := b.Each(0, func(sub string) error { return handler.unmarshalSub(b, sub) }); err != nil {
+		return err
+	}
+	// What can be told from the Caddyfile alone is told here, with its
+	// line; Validate checks the same for JSON configs.
+	if err := handler.Validate(); err != nil {
+		return d.Err(err.Error())
+	}
+	return nil
+}
+
+func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
+	d := b.D
+	var err error
+	str := func(dst *string) {
+		*dst, err = b.OneArg()
+	}
+	sc := &handler.SchemeConfig
+	switch sub {
+	case "secret":
+		var s string
+		if s, err = b.OneArg(); err == nil {
+			handler.Secrets = append(handler.Secrets, s)
+		}
+	case "tolerance":
+		var dur time.Duration
+		if dur, err = b.Duration(); err == nil {
+			tol := caddy.Duration(dur)
+			handler.Tolerance = &tol
+		}
+	case "dedup":
+		ttl := DefaultDedupTTL
+		if d.CountRemainingArgs() > 0 {
+			if ttl, err = b.Duration(); err == nil && ttl == 0 {
+				err = d.Errf("%s: 'dedup 0' remembers nothing; remove 'dedup' instead", b.Directive)
+			}
+		}
+		handler.Dedup = caddy.Duration(ttl)
+	case "dedup_claim_ttl":
+		var dur time.Duration
+		if dur, err = b.Duration(); err == nil {
+			if dur == 0 {
+				return d.Errf("%s: 'dedup_claim_ttl' must be longer than 0", b.Directive)
+			}
+			handler.DedupClaimTTL = caddy.Duration(dur)
+		}
+	case "dedup_scope":
+		str(&handler.DedupScope)
+	case "read_timeout":
+		var dur time.Duration
+		if dur, err = b.Duration(); err == nil {
+			if dur == 0 {
+				return d.Errf("%s: 'read_timeout' must be longer than 0", b.Directive)
+			}
+			handler.ReadTimeout = caddy.Duration(dur)
+		}
+	case "forward_signature":
+		var v string
+		if v, err = b.Choice("on", "off"); err == nil {
+			on := v == "on"
+			handler.ForwardSignature = &on
+		}
+	case "store":
+		handler.Store, err = b.Choice("memory", "redis")
+	case "on_store_error":
+		handler.OnStoreError, err = b.Choice(gate.OnStoreErrorReject, gate.OnStoreErrorAllow)
+	case "max_body":
+		handler.MaxBody, err = b.Size()
+	case "methods":
+		handler.Methods = d.RemainingArgs()
+		if len(handler.Methods) == 0 {
+			return d.Errf("%s: 'methods' needs at least one method", b.Directive)
+		}
+	case "mode":
+		handler.Mode, err = b.Choice(ModeEnforce, ModeReport)
+	case "on_reject":
+		handler.OnReject, err = b.Choice(gate.OnRejectRespond, gate.OnRejectError)
+	case "signature_header":
+		str(&sc.SignatureHeader)
+	case "signature_format":
+		var v string
+		v, err = b.Choice(string(FormatPlain), string(FormatStripe), string(FormatStandard))
+		sc.SignatureFormat = Format(v)
+	case "signature_prefix":
+		var v string
+		if v, err = b.OneArg(); err == nil {
+			sc.SignaturePrefix = &v
+		}
+	case "algorithm":
+		var v string
+		v, err = b.Choice(string(AlgorithmHMACSHA1), string(AlgorithmHMACSHA256), string(AlgorithmHMACSHA512), string(AlgorithmToken))
+		sc.Algorithm = Algorithm(v)
+	case "encoding":
+		var v string
+		v, err = b.Choice(string(EncodingHex), string(EncodingBase64), string(EncodingBase64URL))
+		sc.Encoding = Encoding(v)
+	case "signed_payload":
+		str(&sc.SignedPayload)
+		if err == nil {
+			if _, perr := ParseTemplate(sc.SignedPayload); perr != nil {
+				return d.Errf("%s: %v", b.Directive, perr)
+			}
+		}
+	case "timestamp_header":
+		str(&sc.TimestampHeader)
+	case "timestamp_format":
+		var v string
+		v, err = b.Choice(string(TimestampUnix), string(TimestampUnixMS), string(TimestampRFC3339))
+		sc.TimestampFormat = TimestampFormat(v)
+	case "id_header":
+		str(&sc.IDHeader)
+	case "event_header":
+		str(&sc.EventHeader)
+	case "secret_encoding":
+		var v string
+		v, err = b.Choice(string(SecretRaw), string(SecretBase64), string(SecretHex), string(SecretWhsec))
+		sc.SecretEncoding = SecretEncoding(v)
+	default:
+		return b.Unknown(sub)
+	}
+	return err
+}
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)
