@@ -353,7 +353,10 @@ func placeholderOnly(s string) string {
 	return "as written"
 }
 
-// ServeHTTP verifies the request and passes it on, or refuses it.
+// ServeHTTP verifies the request and passes it on, or refuses it. Every
+// request ends in one outcome (verified, duplicate or a rejection
+// reason), which sets {http.webhook.result}, counts in the requests
+// metric and, for a rejection, writes the log line, each once, here.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.webhook.provider", h.labelValue)
@@ -370,24 +373,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.metrics.count(resultReadError)
 		return caddyhttp.Error(http.StatusBadRequest, d.err)
 	}
-	if d.rej == nil {
+	if d.rej == nil && h.dedup != nil && h.Mode != ModeReport {
+		h.claim(r, repl, &d)
+	}
+
+	switch {
+	case d.rej != nil:
+		repl.Set("http.webhook.result", d.rej.Reason.Value())
+		h.metrics.count(string(d.rej.Reason))
+		h.logRejection(r, repl, d.rej)
+	case d.duplicate:
+		repl.Set("http.webhook.result", resultDuplicate)
+		h.metrics.count(resultDuplicate)
+	default:
 		repl.Set("http.webhook.result", resultVerified)
-		h.passOn(r)
-		if h.dedup != nil && h.Mode != ModeReport {
-			return h.serveOnce(w, r, next, repl, &d)
-		}
 		h.metrics.count(resultVerified)
-		return next.ServeHTTP(w, r)
 	}
-	repl.Set("http.webhook.result", d.rej.Reason.Value())
-	h.metrics.count(string(d.rej.Reason))
-	h.logRejection(r, repl, d.rej)
-	if h.Mode == ModeReport {
-		h.passOn(r)
-		return next.ServeHTTP(w, r)
+
+	switch {
+	case d.rej != nil && h.Mode != ModeReport:
+		gate.SetRefused(r.Context(), d.rej.Reason)
+		return gate.Respond(w, d.rej, h.OnReject)
+	case d.duplicate:
+		return writeDuplicate(w, d.id)
 	}
-	gate.SetRefused(r.Context(), d.rej.Reason)
-	return gate.Respond(w, d.rej, h.OnReject)
+	h.passOn(r)
+	if d.claimed {
+		return h.serveClaimed(w, r, next, &d)
+	}
+	return next.ServeHTTP(w, r)
 }
 
 // passOn readies a request that goes on to the next handler.
@@ -411,6 +425,10 @@ type delivery struct {
 	dedupKey string
 	// err is set when the body could not be read at all.
 	err error
+	// With dedup: claimed is true when this request holds the claim
+	// (under token), duplicate when the delivery was already delivered.
+	claimed, duplicate bool
+	token              uint64
 }
 
 // check runs every verification step in order of cost and fills in d.
@@ -431,7 +449,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 			repl.Set("http.webhook.event", ev)
 		}
 	}
-	ver, rej := h.verifier.Begin(r, h.now())
+	ver, rej := h.verifier.begin(r, h.now())
 	defer ver.Release()
 	if ver.ID != "" {
 		repl.Set("http.webhook.id", ver.ID)
@@ -448,7 +466,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		return
 	}
 	start := time.Now()
-	idx, rej := ver.Finish(d.body.buf)
+	idx, rej := ver.finish(d.body.buf)
 	h.metrics.verify.Observe(time.Since(start).Seconds())
 	if rej != nil {
 		d.rej = rej

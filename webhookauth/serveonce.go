@@ -79,44 +79,53 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-// serveOnce passes a verified delivery to next at most once: it claims
-// the delivery, and after next has answered marks it done (2xx) or
-// releases it. A delivery with nothing to identify it by goes on without
-// dedup.
-func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, d *delivery) error {
+// claim decides what dedup makes of a verified delivery: a first
+// delivery is claimed (d.claimed), a delivered one is a duplicate, one in
+// flight elsewhere a delivery_in_progress rejection, and a store that
+// cannot answer a store_unavailable rejection unless on_store_error
+// allows it through. A delivery with nothing to identify it by goes on
+// unchecked.
+func (h *Handler) claim(r *http.Request, repl *caddy.Replacer, d *delivery) {
 	if d.dedupKey == "" {
 		repl.Set("http.webhook.duplicate", dedupUnchecked)
-		h.metrics.count(resultVerified)
 		if ce, suppressed := h.skipLog.Check(h.logger, zapcore.InfoLevel, "webhook dedup skipped: the delivery has no id and its scheme signs nothing", h.now()); ce != nil {
 			ce.Write(zap.String("provider", h.label), suppressed)
 		}
-		return next.ServeHTTP(w, r)
+		return
 	}
-	key := h.dedupNS + d.dedupKey
-	token := rand.Uint64()
-	claim, err := h.dedup.Claim(r.Context(), key, token, time.Duration(h.DedupClaimTTL))
+	d.token = rand.Uint64()
+	res, err := h.dedup.Claim(r.Context(), h.dedupNS+d.dedupKey, d.token, time.Duration(h.DedupClaimTTL))
 	if err != nil {
 		h.metrics.claimErr.Inc()
-		return h.dedupUnavailable(w, r, next, repl, err)
+		allow := h.OnStoreError == gate.OnStoreErrorAllow
+		if ce, suppressed := h.storeLog.Check(h.logger, zapcore.WarnLevel, "webhook dedup store unavailable", h.now()); ce != nil {
+			ce.Write(zap.String("provider", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err), suppressed)
+		}
+		if !allow {
+			d.rej = dedupStoreUnavailable
+		}
+		return
 	}
-	switch claim {
+	switch res {
 	case Done:
 		repl.Set("http.webhook.duplicate", true)
-		repl.Set("http.webhook.result", resultDuplicate)
-		h.metrics.count(resultDuplicate)
-		return writeDuplicate(w, d.id)
+		d.duplicate = true
 	case InFlight:
-		repl.Set("http.webhook.result", string(ReasonDeliveryInProgress))
-		h.metrics.count(string(ReasonDeliveryInProgress))
-		rej := reject(ReasonDeliveryInProgress, "a copy of this delivery is being processed; retry shortly")
 		retry := min(int64(time.Duration(h.DedupClaimTTL)/time.Second), 5)
-		h.logRejection(r, repl, rej)
-		return gate.Respond(w, rej.WithRetryAfter(retry), h.OnReject)
+		d.rej = reject(ReasonDeliveryInProgress, "a copy of this delivery is being processed; retry shortly").WithRetryAfter(retry)
+	default:
+		repl.Set("http.webhook.duplicate", false)
+		d.claimed = true
 	}
-	repl.Set("http.webhook.duplicate", false)
-	h.metrics.count(resultVerified)
+}
+
+var dedupStoreUnavailable = gate.StoreUnavailable("the delivery store is unavailable; retry shortly")
+
+// serveClaimed passes a claimed delivery to next, then marks it done (a
+// 2xx answer) or releases it so the sender's retry goes through.
+func (h *Handler) serveClaimed(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, d *delivery) error {
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
-	err = next.ServeHTTP(rec, r)
+	err := next.ServeHTTP(rec, r)
 	status := rec.Status()
 	if status == 0 && err == nil {
 		status = http.StatusOK
@@ -124,7 +133,7 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 	done := err == nil && status >= 200 && status < 300
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), finishTimeout)
 	defer cancel()
-	if ferr := h.dedup.Finish(ctx, key, token, done, time.Duration(h.Dedup)); ferr != nil {
+	if ferr := h.dedup.Finish(ctx, h.dedupNS+d.dedupKey, d.token, done, time.Duration(h.Dedup)); ferr != nil {
 		// The claim expires on its own; a retry then goes through.
 		h.metrics.finErr.Inc()
 		if ce, suppressed := h.storeLog.Check(h.logger, zapcore.WarnLevel, "webhook dedup finish failed", h.now()); ce != nil {
@@ -138,21 +147,6 @@ func (h *Handler) serveOnce(w http.ResponseWriter, r *http.Request, next caddyht
 // could not check: it has no id, and its scheme signs nothing that could
 // stand in for one.
 const dedupUnchecked = "unchecked"
-
-// dedupUnavailable applies on_store_error when the dedup store fails.
-func (h *Handler) dedupUnavailable(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, err error) error {
-	allow := h.OnStoreError == gate.OnStoreErrorAllow
-	if ce, suppressed := h.storeLog.Check(h.logger, zapcore.WarnLevel, "webhook dedup store unavailable", h.now()); ce != nil {
-		ce.Write(zap.String("provider", h.label), zap.String("store", h.Store), zap.Bool("allowed", allow), zap.Error(err), suppressed)
-	}
-	if allow {
-		h.metrics.count(resultVerified)
-		return next.ServeHTTP(w, r)
-	}
-	repl.Set("http.webhook.result", string(ReasonStoreUnavailable))
-	h.metrics.count(string(ReasonStoreUnavailable))
-	return gate.Respond(w, gate.StoreUnavailable("the delivery store is unavailable; retry shortly"), h.OnReject)
-}
 
 // writeDuplicate answers a copy of a delivered id. The id is shown only
 // when the sender gave one; a delivery identified by its MAC gets none.

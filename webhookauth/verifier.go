@@ -70,10 +70,46 @@ type Verification struct {
 	ID        string
 }
 
-// Begin starts verifying r at time now. It parses the signature header and
+// Verify checks a whole request in one call, as Standard Webhooks'
+// libraries do: r's headers, its body (already read), at time now. It
+// returns the index of the key that matched, or an error that is a
+// *Rejection carrying the stable reason (see AsRejection).
+func (v *Verifier) Verify(r *http.Request, body []byte, now time.Time) (int, error) {
+	st, err := v.Begin(r, now)
+	defer st.Release()
+	if err != nil {
+		return -1, err
+	}
+	return st.Finish(body)
+}
+
+// Begin starts verifying r at time now: see begin. The error, if any, is
+// a *Rejection. The Verification must be released either way.
+func (v *Verifier) Begin(r *http.Request, now time.Time) (*Verification, error) {
+	st, rej := v.begin(r, now)
+	return st, errOf(rej)
+}
+
+// Finish checks the signature over body: see finish. The error, if any,
+// is a *Rejection.
+func (st *Verification) Finish(body []byte) (int, error) {
+	i, rej := st.finish(body)
+	return i, errOf(rej)
+}
+
+// errOf turns a rejection into an error without making a nil rejection a
+// non-nil error.
+func errOf(rej *Rejection) error {
+	if rej == nil {
+		return nil
+	}
+	return rej
+}
+
+// begin starts verifying r at time now. It parses the signature header and
 // checks the timestamp against the replay window, so that requests that
 // cannot be valid are refused before their body is read.
-func (v *Verifier) Begin(r *http.Request, now time.Time) (*Verification, *Rejection) {
+func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Rejection) {
 	st := v.pool.Get().(*Verification)
 	// Nothing of the previous request may survive an early return.
 	st.Timestamp, st.ID, st.matched = "", "", -1
@@ -155,9 +191,9 @@ func (st *Verification) checkTimestamp(r *http.Request, now time.Time) *Rejectio
 	return nil
 }
 
-// Finish checks the signature over body and returns the index of the
+// finish checks the signature over body and returns the index of the
 // secret that matched.
-func (st *Verification) Finish(body []byte) (int, *Rejection) {
+func (st *Verification) finish(body []byte) (int, *Rejection) {
 	v := st.v
 	if v.scheme.Algorithm == AlgorithmToken {
 		for i := range v.digests {

@@ -1,6 +1,8 @@
 package webhookauth
 
 import (
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -61,12 +63,15 @@ func presetVerifier(t testing.TB, provider string, tolerance time.Duration, secr
 // verify runs a request through v at now and returns the matching secret
 // index or the rejection.
 func verify(v *Verifier, r *http.Request, body []byte, now time.Time) (int, *Rejection) {
-	ver, rej := v.Begin(r, now)
-	defer ver.Release()
-	if rej != nil {
-		return -1, rej
+	idx, err := v.Verify(r, body, now)
+	if err == nil {
+		return idx, nil
 	}
-	return ver.Finish(body)
+	rej, ok := gate.AsRejection(err)
+	if !ok {
+		panic("Verify returned an error that is not a rejection: " + err.Error())
+	}
+	return idx, rej
 }
 
 func TestPublishedVectors(t *testing.T) {
