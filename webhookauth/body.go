@@ -205,10 +205,30 @@ func (b *body) attach(r *http.Request) {
 	fb := &forwardBody{b: b}
 	r.Body = fb
 	if b.rest == nil {
-		r.ContentLength = int64(len(b.buf))
+		n := int64(len(b.buf))
+		r.ContentLength = n
 		r.TransferEncoding = nil
-		r.Header.Set("Content-Length", strconv.Itoa(len(b.buf)))
+		// The proxy writes Content-Length from the field; the header is
+		// for handlers and placeholders that read it, and is already
+		// right unless the body came chunked.
+		if cl := r.Header["Content-Length"]; len(cl) != 1 || !declares(cl[0], n) {
+			r.Header.Set("Content-Length", strconv.FormatInt(n, 10))
+		}
 	}
+}
+
+// declares reports whether the Content-Length value v is exactly n.
+func declares(v string, n int64) bool {
+	if v == "" || len(v) > 1 && v[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	got, err := strconv.ParseInt(v, 10, 64)
+	return err == nil && got == n
 }
 
 // release drops one reference and recycles the buffer after the last.

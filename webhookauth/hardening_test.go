@@ -396,3 +396,16 @@ func TestEveryReasonHasACounter(t *testing.T) {
 		}
 	}
 }
+
+// The Content-Length header is rewritten unless it already says exactly
+// the length forwarded.
+func TestDeclares(t *testing.T) {
+	for v, want := range map[string]bool{"1024": true, "01024": false, "+1024": false, "1025": false, "": false, " 1024": false, "0": false} {
+		if got := declares(v, 1024); got != want {
+			t.Errorf("declares(%q, 1024) = %v", v, got)
+		}
+	}
+	if !declares("0", 0) {
+		t.Error(`declares("0", 0) = false`)
+	}
+}
