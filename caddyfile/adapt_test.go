@@ -114,6 +114,11 @@ func TestAdaptErrors(t *testing.T) {
 			secret s
 			dedup_scope github-senders
 		}`, "apply to dedup: add 'dedup'"},
+		{"separator on a plain header", `webhook_auth {
+			secret s
+			signature_header X-Sig
+			signature_separator ;
+		}`, "apply to signature_format stripe"},
 		{"methods without value", `webhook_auth github {
 			secret s
 			methods

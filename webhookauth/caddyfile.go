@@ -32,6 +32,8 @@ import (
 //		id_header        <name>
 //		event_header     <name>
 //		secret_encoding  raw|base64|hex|whsec
+//		signature_separator <char>      # stripe format: between entries, default ","
+//		timestamp_key    <key>           # stripe format: the timestamp entry, default t; "" for none
 //		dedup            [<ttl>]         # default 72h
 //		dedup_claim_ttl  <duration>      # default 1m
 //		dedup_scope      <name>          # share dedup state with handlers of the same scope
@@ -166,6 +168,13 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		str(&sc.IDHeader)
 	case "event_header":
 		str(&sc.EventHeader)
+	case "signature_separator":
+		str(&sc.SignatureSeparator)
+	case "timestamp_key":
+		var v string
+		if v, err = b.OneArg(); err == nil {
+			sc.TimestampKey = &v
+		}
 	case "secret_encoding":
 		var v string
 		v, err = b.Choice(string(SecretRaw), string(SecretBase64), string(SecretHex), string(SecretWhsec))

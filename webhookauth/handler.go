@@ -166,21 +166,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	cfg := SchemeConfig{}
-	var tolerance time.Duration
+	scheme, p, err := h.compileScheme()
+	if err != nil {
+		return err
+	}
+	tolerance := p.Tolerance
 	h.label = "generic"
 	if h.Provider != "" {
-		p, err := LookupPreset(h.Provider)
-		if err != nil {
-			return err
-		}
-		cfg, tolerance, h.label = p.Scheme, p.Tolerance, p.Name
+		h.label = p.Name
 		h.idField, h.evField = p.IDField, p.EventField
-	}
-	cfg = cfg.merge(h.SchemeConfig)
-	scheme, err := cfg.Compile()
-	if err != nil {
-		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
 	}
 	if h.Provider == "" && scheme.hasTimestamp() {
 		tolerance = 5 * time.Minute
@@ -246,9 +240,34 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the fields on their own and against each other; it
-// needs no provisioning, so the Caddyfile parser runs it too.
+// compileScheme merges the generic fields over the preset, if any, and
+// compiles the result.
+func (h *Handler) compileScheme() (*Scheme, Preset, error) {
+	var p Preset
+	if h.Provider != "" {
+		var err error
+		if p, err = LookupPreset(h.Provider); err != nil {
+			return nil, p, fmt.Errorf("webhook_auth: %w", err)
+		}
+	}
+	scheme, err := p.Scheme.merge(h.SchemeConfig).Compile()
+	if err != nil {
+		name := p.Name
+		if name == "" {
+			name = "generic"
+		}
+		return nil, p, fmt.Errorf("webhook_auth %s: %w", name, err)
+	}
+	return scheme, p, nil
+}
+
+// Validate checks the fields on their own and against each other,
+// compiling the scheme; it needs no provisioning, so the Caddyfile parser
+// runs it too.
 func (h *Handler) Validate() error {
+	if _, _, err := h.compileScheme(); err != nil {
+		return err
+	}
 	if len(h.Secrets) == 0 {
 		return fmt.Errorf("webhook_auth: at least one 'secret' is required")
 	}

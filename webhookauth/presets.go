@@ -2,6 +2,7 @@ package webhookauth
 
 import (
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -137,10 +138,223 @@ var catalogue = []Preset{
 		},
 		Unsigned: "the delivery id (dedup absorbs retries, not replays); no timestamp",
 	},
-	standardPreset("standard", "webhook-", "[Standard Webhooks](https://www.standardwebhooks.com) (Clerk, Resend, …): ",
+	standardPreset("standard", "webhook-", "[Standard Webhooks](https://www.standardwebhooks.com): ",
 		"https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md"),
 	standardPreset("svix", "svix-", "Standard Webhooks under Svix's header names: ",
 		"https://docs.svix.com/receiving/verifying-payloads/how-manual"),
+	standardPreset("clerk", "svix-", "Svix's scheme: ", "https://clerk.com/docs/webhooks/sync-data"),
+	standardPreset("resend", "svix-", "Svix's scheme: ", "https://resend.com/docs/webhooks/verify-webhooks-requests"),
+
+	bodyHMAC("bitbucket", "X-Hub-Signature", "sha256=", AlgorithmHMACSHA256, EncodingHex,
+		"https://support.atlassian.com/bitbucket-cloud/docs/manage-webhooks/", "X-Request-UUID", "X-Event-Key", noTimestamp),
+	bodyHMAC("dropbox", "X-Dropbox-Signature", "", AlgorithmHMACSHA256, EncodingHex,
+		"https://www.dropbox.com/developers/reference/webhooks", "", "", noIDNoTimestamp),
+	bodyHMAC("gitea", "X-Gitea-Signature", "", AlgorithmHMACSHA256, EncodingHex,
+		"https://docs.gitea.com/usage/webhooks", "X-Gitea-Delivery", "X-Gitea-Event", noTimestamp),
+	withBodyFields(bodyHMAC("intercom", "X-Hub-Signature", "sha1=", AlgorithmHMACSHA1, EncodingHex,
+		"https://developers.intercom.com/docs/references/webhooks/webhook-models", "", "", noTimestamp), "id", "topic"),
+	withAliases(bodyHMAC("meta", "X-Hub-Signature-256", "sha256=", AlgorithmHMACSHA256, EncodingHex,
+		"https://developers.facebook.com/docs/graph-api/webhooks/getting-started#validate-payloads", "", "", noIDNoTimestamp),
+		"facebook_graph_api"),
+	bodyHMAC("sentry", "Sentry-Hook-Signature", "", AlgorithmHMACSHA256, EncodingHex,
+		"https://docs.sentry.io/organization/integrations/integration-platform/webhooks/", "Request-ID", "Sentry-Hook-Resource",
+		"Sentry-Hook-Timestamp (sent, not signed); the delivery id"),
+	withBodyFields(bodyHMAC("typeform", "Typeform-Signature", "sha256=", AlgorithmHMACSHA256, EncodingBase64,
+		"https://www.typeform.com/developers/webhooks/secure-your-webhooks/", "", "", noTimestamp), "event_id", "event_type"),
+	withBodyFields(bodyHMAC("vercel", "X-Vercel-Signature", "", AlgorithmHMACSHA1, EncodingHex,
+		"https://vercel.com/docs/webhooks/webhooks-api#securing-webhooks", "", "", noTimestamp), "id", "type"),
+	withAliases(bodyHMAC("x", "X-Twitter-Webhooks-Signature", "sha256=", AlgorithmHMACSHA256, EncodingBase64,
+		"https://docs.x.com/x-api/webhooks/quickstart", "", "", noIDNoTimestamp), "twitter"),
+	{
+		Name:    "pagerduty",
+		Summary: "`X-PagerDuty-Signature: v1=<hex HMAC-SHA256(body)>[,v1=…]`; any entry may match (one per subscription secret).",
+		DocURL:  "https://developer.pagerduty.com/docs/webhooks/webhook-signatures/",
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-PagerDuty-Signature",
+			SignatureFormat: FormatStripe,
+			SignaturePrefix: prefix("v1="),
+			TimestampKey:    prefix(""),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingHex,
+			SignedPayload:   "{body}",
+			IDHeader:        "X-Webhook-Id",
+		},
+		Unsigned: noTimestamp,
+	},
+	{
+		Name:       "mux",
+		Summary:    "`Mux-Signature: t=<unix>,v1=<hex HMAC-SHA256(\"{timestamp}.{body}\")>`",
+		DocURL:     "https://www.mux.com/docs/core/verify-webhook-signatures",
+		Key:        KeySecret,
+		Tolerance:  5 * time.Minute,
+		IDField:    "id",
+		EventField: "type",
+		Scheme:     stripeLike("Mux-Signature", "{timestamp}.{body}"),
+	},
+	{
+		Name:       "calendly",
+		Summary:    "`Calendly-Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256(\"{timestamp}.{body}\")>`",
+		DocURL:     "https://developer.calendly.com/api-docs/4c305798a61d3-webhook-signatures",
+		Key:        KeySecret,
+		Tolerance:  5 * time.Minute,
+		EventField: "event",
+		Scheme:     stripeLike("Calendly-Webhook-Signature", "{timestamp}.{body}"),
+	},
+	{
+		Name:       "paddle",
+		Summary:    "`Paddle-Signature: ts=<unix>;h1=<hex HMAC-SHA256(\"{timestamp}:{body}\")>`; the whole `pdl_ntfset_…` secret is the key. Paddle's SDK allows 5 s, which is the default here.",
+		DocURL:     "https://developer.paddle.com/webhooks/signature-verification",
+		Key:        KeySecret,
+		Tolerance:  5 * time.Second,
+		IDField:    "notification_id",
+		EventField: "event_type",
+		Scheme: SchemeConfig{
+			SignatureHeader:    "Paddle-Signature",
+			SignatureFormat:    FormatStripe,
+			SignatureSeparator: ";",
+			TimestampKey:       prefix("ts"),
+			SignaturePrefix:    prefix("h1="),
+			Algorithm:          AlgorithmHMACSHA256,
+			Encoding:           EncodingHex,
+			SignedPayload:      "{timestamp}:{body}",
+			TimestampFormat:    TimestampUnix,
+		},
+	},
+	{
+		Name:      "twitch",
+		Summary:   "`Twitch-Eventsub-Message-Signature: sha256=<hex HMAC-SHA256(\"{id}{timestamp}{body}\")>` (EventSub)",
+		DocURL:    "https://dev.twitch.tv/docs/eventsub/handling-webhook-events/#verifying-the-event-message",
+		Key:       KeySecret,
+		Tolerance: 10 * time.Minute,
+		Scheme: SchemeConfig{
+			SignatureHeader: "Twitch-Eventsub-Message-Signature",
+			SignaturePrefix: prefix("sha256="),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingHex,
+			SignedPayload:   "{id}{timestamp}{body}",
+			IDHeader:        "Twitch-Eventsub-Message-Id",
+			TimestampHeader: "Twitch-Eventsub-Message-Timestamp",
+			TimestampFormat: TimestampRFC3339,
+			EventHeader:     "Twitch-Eventsub-Subscription-Type",
+		},
+	},
+	{
+		Name:       "zoom",
+		Summary:    "`x-zm-signature: v0=<hex HMAC-SHA256(\"v0:{timestamp}:{body}\")>`, `x-zm-request-timestamp`",
+		DocURL:     "https://developers.zoom.us/docs/api/webhooks/#verify-webhook-events",
+		Key:        KeySecret,
+		Tolerance:  5 * time.Minute,
+		EventField: "event",
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-Zm-Signature",
+			SignaturePrefix: prefix("v0="),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingHex,
+			SignedPayload:   "v0:{timestamp}:{body}",
+			TimestampHeader: "X-Zm-Request-Timestamp",
+			TimestampFormat: TimestampUnix,
+		},
+	},
+	{
+		Name:       "square",
+		Summary:    "`x-square-hmacsha256-signature: <base64 HMAC-SHA256(\"{url}{body}\")>`: the notification URL as registered (see `{url}`)",
+		DocURL:     "https://developer.squareup.com/docs/webhooks/step3validate",
+		Key:        KeySecret,
+		IDField:    "event_id",
+		EventField: "type",
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-Square-Hmacsha256-Signature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingBase64,
+			SignedPayload:   "{url}{body}",
+		},
+		Unsigned: noTimestamp,
+	},
+	{
+		Name:      "hubspot",
+		Summary:   "v3: `X-HubSpot-Signature-v3: <base64 HMAC-SHA256(\"{method}{url}{body}{timestamp}\")>`, `X-HubSpot-Request-Timestamp` in ms",
+		DocURL:    "https://developers.hubspot.com/docs/apps/legacy-apps/authentication/validating-requests",
+		Key:       KeySecret,
+		Tolerance: 5 * time.Minute,
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-HubSpot-Signature-v3",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingBase64,
+			SignedPayload:   "{method}{url}{body}{timestamp}",
+			TimestampHeader: "X-HubSpot-Request-Timestamp",
+			TimestampFormat: TimestampUnixMS,
+		},
+	},
+	{
+		Name:    "okta",
+		Summary: "Event hooks: the shared secret itself in `Authorization` (the header Okta is told to send), compared in constant time, then removed from the request.",
+		DocURL:  "https://developer.okta.com/docs/concepts/event-hooks/",
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureHeader: "Authorization",
+			Algorithm:       AlgorithmToken,
+		},
+		Unsigned: "everything: the secret proves the sender, not the body, id or time; keep the endpoint on HTTPS",
+	},
+}
+
+// What a scheme's signature leaves unprotected, for the common cases.
+const (
+	noTimestamp     = "no timestamp: a captured delivery can be sent again (dedup absorbs it only under the same id)"
+	noIDNoTimestamp = "no id, no timestamp: a captured delivery can be sent again"
+)
+
+// bodyHMAC is a provider that signs the body alone: a MAC of it in one
+// header, behind an optional prefix.
+func bodyHMAC(name, header, pfx string, alg Algorithm, enc Encoding, doc, idHeader, eventHeader, unsigned string) Preset {
+	summary := "`" + header + ": " + pfx + "<" + string(enc) + " " + strings.ToUpper(strings.TrimPrefix(string(alg), "hmac-")) + " HMAC of the body>`"
+	summary = strings.Replace(summary, " SHA", " HMAC-SHA", 1)
+	summary = strings.Replace(summary, " HMAC of the body", "(body)", 1)
+	return Preset{
+		Name:    name,
+		Summary: summary,
+		DocURL:  doc,
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureHeader: header,
+			SignaturePrefix: prefix(pfx),
+			Algorithm:       alg,
+			Encoding:        enc,
+			SignedPayload:   "{body}",
+			IDHeader:        idHeader,
+			EventHeader:     eventHeader,
+		},
+		Unsigned: unsigned,
+	}
+}
+
+// stripeLike is Stripe's header layout (t=…,v1=…, hex HMAC-SHA256) under
+// another name and signed payload.
+func stripeLike(header, payload string) SchemeConfig {
+	return SchemeConfig{
+		SignatureHeader: header,
+		SignatureFormat: FormatStripe,
+		SignaturePrefix: prefix("v1="),
+		Algorithm:       AlgorithmHMACSHA256,
+		Encoding:        EncodingHex,
+		SignedPayload:   payload,
+		TimestampFormat: TimestampUnix,
+	}
+}
+
+func withAliases(p Preset, aliases ...string) Preset {
+	p.Aliases = aliases
+	return p
+}
+
+// withBodyFields names the top-level JSON members that carry the id and
+// the event type.
+func withBodyFields(p Preset, id, event string) Preset {
+	p.IDField, p.EventField = id, event
+	return p
 }
 
 // standardPreset is Standard Webhooks' scheme under a header prefix.
@@ -220,8 +434,12 @@ func PresetTable() string {
 		s := p.Scheme
 		ts := "none"
 		switch {
-		case s.SignatureFormat == FormatStripe:
-			ts = "`t=` in the signature"
+		case s.SignatureFormat == FormatStripe && (s.TimestampKey == nil || *s.TimestampKey != ""):
+			key := "t"
+			if s.TimestampKey != nil {
+				key = *s.TimestampKey
+			}
+			ts = "`" + key + "=` in the signature"
 		case s.TimestampHeader != "":
 			ts = "`" + s.TimestampHeader + "`"
 		}
@@ -254,22 +472,49 @@ func PresetTable() string {
 	return b.String()
 }
 
-// The markers around the generated table in the README.
-const (
-	tableBegin = "<!-- providers:begin (generated by go generate ./webhookauth from the catalogue; do not edit) -->\n"
-	tableEnd   = "<!-- providers:end -->\n"
-)
+// LogFilter renders the access-log filter that deletes every preset's
+// signature header (Caddyfile), for the README.
+func LogFilter() string {
+	var b strings.Builder
+	b.WriteString("```caddyfile\nlog {\n\tformat filter {\n")
+	seen := map[string]bool{}
+	for _, p := range catalogue {
+		// Caddy logs header names as Go canonicalizes them, and the
+		// filter matches them exactly.
+		h := http.CanonicalHeaderKey(p.Scheme.SignatureHeader)
+		if !seen[h] {
+			seen[h] = true
+			b.WriteString("\t\trequest>headers>" + h + " delete\n")
+		}
+	}
+	b.WriteString("\t\twrap json\n\t}\n}\n```\n")
+	return b.String()
+}
 
-// SpliceProviderTable returns readme with the text between the provider
-// table markers replaced by PresetTable.
+// The generated parts of the README, each between its markers.
+var generated = []struct {
+	name   string
+	render func() string
+}{
+	{"providers", PresetTable},
+	{"logfilter", LogFilter},
+}
+
+// SpliceProviderTable returns readme with each generated part (the
+// provider table, the log filter) replaced by what the catalogue renders.
 func SpliceProviderTable(readme string) (string, error) {
-	before, rest, ok := strings.Cut(readme, tableBegin)
-	if !ok {
-		return "", fmt.Errorf("no %q marker", strings.TrimSpace(tableBegin))
+	for _, g := range generated {
+		begin := "<!-- " + g.name + ":begin (generated by go generate ./webhookauth from the catalogue; do not edit) -->\n"
+		end := "<!-- " + g.name + ":end -->\n"
+		before, rest, ok := strings.Cut(readme, begin)
+		if !ok {
+			return "", fmt.Errorf("no %q marker", strings.TrimSpace(begin))
+		}
+		_, after, ok := strings.Cut(rest, end)
+		if !ok {
+			return "", fmt.Errorf("no %q marker", strings.TrimSpace(end))
+		}
+		readme = before + begin + g.render() + end + after
 	}
-	_, after, ok := strings.Cut(rest, tableEnd)
-	if !ok {
-		return "", fmt.Errorf("no %q marker", strings.TrimSpace(tableEnd))
-	}
-	return before + tableBegin + PresetTable() + tableEnd + after, nil
+	return readme, nil
 }

@@ -46,9 +46,12 @@ const (
 	// FormatPlain is one value, optionally behind a fixed prefix such as
 	// "sha256=" (GitHub) or "v0=" (Slack).
 	FormatPlain Format = "plain"
-	// FormatStripe is a comma-separated list of key=value pairs: the
-	// timestamp under "t" and one or more signatures under the key the
-	// prefix names (for Stripe, prefix "v1=").
+	// FormatStripe is a list of key=value pairs, separated by commas
+	// (signature_separator changes that: Paddle uses ';'): the timestamp
+	// under "t" (timestamp_key changes that: Paddle's "ts"; an empty
+	// timestamp_key means the header carries none, as PagerDuty's) and
+	// one or more signatures under the key the prefix names (for Stripe,
+	// prefix "v1=").
 	FormatStripe Format = "stripe"
 	// FormatStandard is a space-separated list of "<version>,<signature>"
 	// entries (Standard Webhooks); entries whose version does not match
@@ -101,6 +104,11 @@ type Scheme struct {
 	IDField        string
 	EventField     string
 	SecretEncoding SecretEncoding
+	// Separator divides the entries of a stripe-format header, and
+	// TimestampKey names the entry that holds the timestamp ("" for
+	// none).
+	Separator    byte
+	TimestampKey string
 
 	newHash func() hash.Hash
 	macSize int
@@ -142,6 +150,11 @@ type SchemeConfig struct {
 	// How configured secrets are turned into key bytes: raw (default),
 	// base64, hex or whsec (an optional "whsec_" prefix, then base64).
 	SecretEncoding SecretEncoding `json:"secret_encoding,omitempty"`
+	// For signature_format stripe: the character between entries (","
+	// by default) and the key of the timestamp entry ("t" by default; an
+	// empty value means the header carries no timestamp).
+	SignatureSeparator string  `json:"signature_separator,omitempty"`
+	TimestampKey       *string `json:"timestamp_key,omitempty"`
 }
 
 // merge returns base with every field that o sets replaced.
@@ -164,6 +177,10 @@ func (base SchemeConfig) merge(o SchemeConfig) SchemeConfig {
 	set(&base.IDHeader, o.IDHeader)
 	set(&base.EventHeader, o.EventHeader)
 	set((*string)(&base.SecretEncoding), string(o.SecretEncoding))
+	set(&base.SignatureSeparator, o.SignatureSeparator)
+	if o.TimestampKey != nil {
+		base.TimestampKey = o.TimestampKey
+	}
 	return base
 }
 
@@ -220,6 +237,20 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 	if s.newHash != nil {
 		s.macSize = s.newHash().Size()
 	}
+	if s.Format == FormatStripe {
+		s.Separator, s.TimestampKey = ',', "t"
+		if sep := c.SignatureSeparator; sep != "" {
+			if len(sep) != 1 || sep == " " || sep == "=" {
+				return nil, fmt.Errorf("signature_separator %q must be one character other than a space or '='", sep)
+			}
+			s.Separator = sep[0]
+		}
+		if c.TimestampKey != nil {
+			s.TimestampKey = *c.TimestampKey
+		}
+	} else if c.SignatureSeparator != "" || c.TimestampKey != nil {
+		return nil, fmt.Errorf("signature_separator and timestamp_key apply to signature_format stripe")
+	}
 	if s.Format != FormatPlain && s.Prefix == "" {
 		return nil, fmt.Errorf("signature_format %s needs a signature_prefix naming the signature entries (such as \"v1=\" or \"v1,\")", s.Format)
 	}
@@ -249,7 +280,13 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 
 // hasTimestamp reports whether requests carry a timestamp for this scheme.
 func (s *Scheme) hasTimestamp() bool {
-	return s.TimestampHeader != "" || s.Format == FormatStripe
+	return s.TimestampHeader != "" || s.timestampInSignature()
+}
+
+// timestampInSignature reports whether the signature header carries the
+// timestamp (a stripe-format header with a timestamp key).
+func (s *Scheme) timestampInSignature() bool {
+	return s.Format == FormatStripe && s.TimestampKey != ""
 }
 
 // parseTimestamp reads a timestamp in the scheme's format.

@@ -57,7 +57,7 @@ func (s *Scheme) parseSignature(values []string, c *candidates) *Rejection {
 		}
 		return nil
 	case FormatStripe:
-		return s.parseList(v, ',', c)
+		return s.parseList(v, s.Separator, c)
 	case FormatStandard:
 		return s.parseList(v, ' ', c)
 	}
@@ -77,8 +77,8 @@ func (s *Scheme) parseList(v string, sep byte, c *candidates) *Rejection {
 			entry, rest = rest, ""
 		}
 		entry = strings.TrimSpace(entry)
-		if s.Format == FormatStripe {
-			if ts, ok := strings.CutPrefix(entry, "t="); ok {
+		if s.timestampInSignature() {
+			if ts, ok := cutKey(entry, s.TimestampKey); ok {
 				if c.timestamp != "" {
 					return reject(ReasonSignatureMalformed, "the "+s.SignatureHeader+" header has more than one timestamp")
 				}
@@ -103,6 +103,14 @@ func (s *Scheme) parseList(v string, sep byte, c *candidates) *Rejection {
 		return reject(ReasonSignatureMalformed, "no signature in the "+s.SignatureHeader+" header is a "+string(s.Encoding)+"-encoded "+string(s.Algorithm)+" signature")
 	}
 	return nil
+}
+
+// cutKey returns the value of a "key=value" entry for key.
+func cutKey(entry, key string) (string, bool) {
+	if len(entry) > len(key) && entry[len(key)] == '=' && entry[:len(key)] == key {
+		return entry[len(key)+1:], true
+	}
+	return "", false
 }
 
 // addCandidate decodes text and keeps it if it has the MAC's length.

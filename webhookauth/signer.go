@@ -54,8 +54,8 @@ func (s *Scheme) SignHeaders(secret string, d Delivery) (http.Header, error) {
 	var scratch []byte
 	s.Payload.writeTo(mac, &vals, &scratch)
 	sig := s.Prefix + string(s.Encoding.encode(nil, mac.Sum(nil)))
-	if s.Format == FormatStripe {
-		sig = "t=" + ts + "," + sig
+	if s.timestampInSignature() {
+		sig = s.TimestampKey + "=" + ts + string(s.Separator) + sig
 	}
 	out.Set(s.SignatureHeader, sig)
 	return out, nil

@@ -163,10 +163,10 @@ var deliveryIDTooLong = reject(ReasonDeliveryIDInvalid, "the delivery id is long
 func (st *Verification) checkTimestamp(r *http.Request, now time.Time) *Rejection {
 	s := st.v.scheme
 	var ts string
-	if s.Format == FormatStripe {
+	if s.timestampInSignature() {
 		ts = st.cands.timestamp
 		if ts == "" {
-			return reject(ReasonTimestampInvalid, "the "+s.SignatureHeader+" header has no t= timestamp")
+			return reject(ReasonTimestampInvalid, "the "+s.SignatureHeader+" header has no "+s.TimestampKey+"= timestamp")
 		}
 	} else {
 		vals := r.Header[s.TimestampHeader]

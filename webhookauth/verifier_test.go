@@ -123,7 +123,10 @@ func signed(t testing.TB, provider, secret string, body []byte, ts time.Time) *h
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := s.SignHeaders(secret, Delivery{Body: body, ID: "msg_" + strconv.FormatInt(ts.UnixNano(), 36), Timestamp: ts})
+	// httptest.NewRequest addresses example.com: that is the URL the
+	// schemes that sign {url} cover.
+	h, err := s.SignHeaders(secret, Delivery{Body: body, ID: "msg_" + strconv.FormatInt(ts.UnixNano(), 36), Timestamp: ts,
+		URL: "http://example.com/hook"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,16 +137,19 @@ func signed(t testing.TB, provider, secret string, body []byte, ts time.Time) *h
 	return r
 }
 
-// testSecrets are valid secrets for each preset's secret encoding.
-var testSecrets = map[string][2]string{
-	"github":   {"gh-secret-one", "gh-secret-two"},
-	"gitlab":   {"gl-token-one", "gl-token-two"},
-	"stripe":   {"whsec_stripeone", "whsec_stripetwo"},
-	"slack":    {"slack-signing-one", "slack-signing-two"},
-	"shopify":  {"shpss_one", "shpss_two"},
-	"standard": {"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC1mb3ItdGVzdHM="},
-	"svix":     {"whsec_c3ZpeC1zZWNyZXQtb25lLWZvci10ZXN0cw==", "whsec_c3ZpeC1zZWNyZXQtdHdvLWZvci10ZXN0cw=="},
-}
+// testSecrets are two valid secrets for each preset, in its secret
+// encoding.
+var testSecrets = func() map[string][2]string {
+	m := map[string][2]string{}
+	for _, p := range Catalogue() {
+		if p.Scheme.SecretEncoding == SecretWhsec {
+			m[p.Name] = [2]string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC1mb3ItdGVzdHM="}
+			continue
+		}
+		m[p.Name] = [2]string{p.Name + "-secret-one", p.Name + "-secret-two"}
+	}
+	return m
+}()
 
 func TestRoundTripEveryPreset(t *testing.T) {
 	if len(testSecrets) != len(PresetNames()) {
