@@ -114,6 +114,7 @@ func TestAdaptErrors(t *testing.T) {
 			secret s
 			dedup_scope github-senders
 		}`, "apply to dedup: add 'dedup'"},
+		{"public-key preset without a key", `webhook_auth discord`, "at least one 'public_key' is required"},
 		{"separator on a plain header", `webhook_auth {
 			secret s
 			signature_header X-Sig

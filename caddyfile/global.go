@@ -1,8 +1,6 @@
 package caddyfile
 
 import (
-	"github.com/webhookauth/caddy-webhookauth/internal/cfparse"
-
 	"strconv"
 	"time"
 
@@ -11,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
+	"github.com/webhookauth/caddy-webhookauth/internal/cfparse"
 	"github.com/webhookauth/caddy-webhookauth/store"
 )
 

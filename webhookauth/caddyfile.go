@@ -16,6 +16,7 @@ import (
 //
 //	webhook_auth [<matcher>] [<provider>] {
 //		secret           <secret>        # repeatable: rotation
+//		public_key       <key>           # repeatable: asymmetric schemes, Standard Webhooks v1a
 //		tolerance        <duration>      # replay window; 0 disables
 //		max_body         <size>
 //		methods          <method...>
@@ -54,7 +55,7 @@ func (handler *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("%s: unexpected argument '%s' (the provider is the only argument; settings go in the block)", name, d.Val())
 	}
-	b := cfparse.NewBlock(d, name, "secret")
+	b := cfparse.NewBlock(d, name, "secret", "public_key")
 	if err := b.Each(0, func(sub string) error { return handler.unmarshalSub(b, sub) }); err != nil {
 		return err
 	}
@@ -78,6 +79,11 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		var s string
 		if s, err = b.OneArg(); err == nil {
 			handler.Secrets = append(handler.Secrets, s)
+		}
+	case "public_key":
+		var k string
+		if k, err = b.OneArg(); err == nil {
+			handler.PublicKeys = append(handler.PublicKeys, k)
 		}
 	case "tolerance":
 		var dur time.Duration
@@ -145,7 +151,8 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		}
 	case "algorithm":
 		var v string
-		v, err = b.Choice(string(AlgorithmHMACSHA1), string(AlgorithmHMACSHA256), string(AlgorithmHMACSHA512), string(AlgorithmToken))
+		v, err = b.Choice(string(AlgorithmHMACSHA1), string(AlgorithmHMACSHA256), string(AlgorithmHMACSHA512), string(AlgorithmToken),
+			string(AlgorithmEd25519), string(AlgorithmECDSAP256), string(AlgorithmRSAPKCS1), string(AlgorithmRSAPSS))
 		sc.Algorithm = Algorithm(v)
 	case "encoding":
 		var v string

@@ -1,8 +1,7 @@
 package webhookauth
 
 import (
-	"github.com/webhookauth/caddy-webhookauth/internal/gate"
-
+	"crypto"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
 func init() {
@@ -51,6 +52,16 @@ type Handler struct {
 	// {env.NAME} and {file./path} are resolved when the config loads; a
 	// secret that resolves empty is a config error.
 	Secrets []string `json:"secrets,omitempty"`
+
+	// PublicKeys are the sender's public keys, for asymmetric schemes
+	// (Discord, SendGrid, algorithm ed25519, ecdsa-p256-sha256,
+	// rsa-pkcs1v15-sha256, rsa-pss-sha256), tried in order: PEM
+	// (SubjectPublicKeyInfo or PKCS#1), whpk_ + base64, or hex or base64
+	// of a raw ed25519 key or a DER SubjectPublicKeyInfo. Placeholders
+	// are resolved at load, and a key that does not parse stops the
+	// config. On a Standard Webhooks scheme they verify the v1a (ed25519)
+	// entries, beside the secrets' v1 entries.
+	PublicKeys []string `json:"public_keys,omitempty"`
 
 	// Tolerance is the replay window: the most a request's timestamp may
 	// differ from the server's clock, in either direction. By default,
@@ -121,6 +132,9 @@ type Handler struct {
 	SchemeConfig
 
 	verifier *Verifier
+	// alt verifies Standard Webhooks' v1a entries when the handler has
+	// both secrets (v1) and public keys (v1a).
+	alt      *Verifier
 	dedup    DedupStore
 	usesPool bool
 	// dedupNS starts every id this handler gives its dedup store: a
@@ -185,8 +199,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("webhook_auth %s: tolerance must not be negative", h.label)
 		}
 	}
-	keys, err := resolveSecrets(h.Secrets, scheme.SecretEncoding)
-	if err != nil {
+	var keys [][]byte
+	if len(h.Secrets) > 0 {
+		if keys, err = resolveSecrets(h.Secrets, scheme.SecretEncoding); err != nil {
+			return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+		}
+	}
+	if err := h.provisionVerifiers(scheme, keys, tolerance); err != nil {
 		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
 	}
 	for i, k := range keys {
@@ -203,7 +222,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.readTimeout == 0 {
 		h.readTimeout = DefaultReadTimeout
 	}
-	h.verifier = NewVerifier(scheme, keys, tolerance)
 	if err := gate.RegisterMetrics(ctx); err != nil {
 		return fmt.Errorf("webhook_auth %s: registering metrics: %w", h.label, err)
 	}
@@ -234,7 +252,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			storeLabel = "memory"
 		}
 	}
-	h.metrics = newHandlerMetrics(h.label, len(keys), storeLabel)
+	h.metrics = newHandlerMetrics(h.label, len(h.Secrets)+len(h.PublicKeys), storeLabel)
 	h.rejLogs, h.storeLog, h.skipLog = new(gate.LogSampler), new(gate.LogSampler), new(gate.LogSampler)
 	h.labelValue = h.label
 	return nil
@@ -268,7 +286,10 @@ func (h *Handler) Validate() error {
 	if _, _, err := h.compileScheme(); err != nil {
 		return err
 	}
-	if len(h.Secrets) == 0 {
+	if len(h.Secrets) == 0 && len(h.PublicKeys) == 0 {
+		if p, err := LookupPreset(h.Provider); err == nil && p.Key == KeyPublic {
+			return fmt.Errorf("webhook_auth: %s signs with a private key: at least one 'public_key' is required", p.Name)
+		}
 		return fmt.Errorf("webhook_auth: at least one 'secret' is required")
 	}
 	if (h.Store != "" || h.OnStoreError != "" || h.DedupClaimTTL != 0 || h.DedupScope != "") && h.Dedup == 0 {
@@ -340,6 +361,69 @@ func resolveSecrets(secrets []string, enc SecretEncoding) ([][]byte, error) {
 		keys = append(keys, key)
 	}
 	return keys, nil
+}
+
+// provisionVerifiers sets up the verifier for the scheme and, where a
+// Standard Webhooks handler has both secrets and public keys, a second
+// one for the v1a (ed25519) entries.
+func (h *Handler) provisionVerifiers(scheme *Scheme, keys [][]byte, tolerance time.Duration) error {
+	alg := scheme.Algorithm
+	if alg.asymmetric() {
+		if len(keys) > 0 {
+			return fmt.Errorf("algorithm %s verifies with 'public_key', not 'secret'", alg)
+		}
+		pubs, err := resolvePublicKeys(h.PublicKeys, alg)
+		if err != nil {
+			return err
+		}
+		h.verifier = NewPublicKeyVerifier(scheme, pubs, tolerance)
+		return nil
+	}
+	if len(h.PublicKeys) == 0 {
+		h.verifier = NewVerifier(scheme, keys, tolerance)
+		return nil
+	}
+	if scheme.Format != FormatStandard || alg == AlgorithmToken {
+		return fmt.Errorf("'public_key' needs an asymmetric algorithm (ed25519, ecdsa-p256-sha256, rsa-pkcs1v15-sha256, rsa-pss-sha256) or a Standard Webhooks scheme (v1a)")
+	}
+	pubs, err := resolvePublicKeys(h.PublicKeys, AlgorithmEd25519)
+	if err != nil {
+		return err
+	}
+	v1a := *scheme
+	v1a.Algorithm, v1a.Prefix = AlgorithmEd25519, "v1a,"
+	alt := NewPublicKeyVerifier(&v1a, pubs, tolerance)
+	if len(keys) == 0 {
+		h.verifier = alt
+		return nil
+	}
+	h.verifier, h.alt = NewVerifier(scheme, keys, tolerance), alt
+	return nil
+}
+
+// resolvePublicKeys resolves the placeholders in each key and parses it
+// for alg. Errors name the key by position.
+func resolvePublicKeys(keys []string, alg Algorithm) ([]crypto.PublicKey, error) {
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("algorithm %s needs at least one 'public_key'", alg)
+	}
+	repl := caddy.NewReplacer()
+	out := make([]crypto.PublicKey, 0, len(keys))
+	for i, k := range keys {
+		if ph := emptyPlaceholder(repl, k); ph != "" {
+			return nil, fmt.Errorf("public_key %d (%s) resolved to an empty value: is the environment variable set or the file present?", i, ph)
+		}
+		val := repl.ReplaceKnown(k, "")
+		if strings.TrimSpace(val) == "" {
+			return nil, fmt.Errorf("public_key %d is empty", i)
+		}
+		pub, err := ParsePublicKey(alg, val)
+		if err != nil {
+			return nil, fmt.Errorf("public_key %d: %w", i, err)
+		}
+		out = append(out, pub)
+	}
+	return out, nil
 }
 
 // emptyPlaceholder returns the first known placeholder in s that
@@ -468,8 +552,23 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 			repl.Set("http.webhook.event", ev)
 		}
 	}
-	ver, rej := h.verifier.begin(r, h.now())
+	now := h.now()
+	ver, rej := h.verifier.begin(r, now)
 	defer ver.Release()
+	// With v1 secrets and v1a keys, each entry kind has its verifier;
+	// either one matching is enough.
+	var alt *Verification
+	if h.alt != nil {
+		a, arej := h.alt.begin(r, now)
+		defer a.Release()
+		switch {
+		case arej != nil:
+		case rej != nil:
+			ver, rej = a, nil
+		default:
+			alt = a
+		}
+	}
 	if ver.ID != "" {
 		repl.Set("http.webhook.id", ver.ID)
 	}
@@ -486,10 +585,18 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	}
 	start := time.Now()
 	idx, rej := ver.finish(d.body.buf)
+	if rej != nil && alt != nil {
+		if aidx, arej := alt.finish(d.body.buf); arej == nil {
+			ver, idx, rej = alt, aidx, nil
+		}
+	}
 	h.metrics.verify.Observe(time.Since(start).Seconds())
 	if rej != nil {
 		d.rej = rej
 		return
+	}
+	if ver.v == h.alt {
+		idx += len(h.Secrets) // secret_index counts the secrets, then the public keys
 	}
 	if idx < len(h.metrics.secrets) {
 		h.metrics.secrets[idx].Inc()

@@ -1,8 +1,6 @@
 package webhookauth
 
 import (
-	"github.com/webhookauth/caddy-webhookauth/internal/gate"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,6 +16,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
 var testNow = time.Unix(1_800_000_000, 0)
@@ -194,7 +194,8 @@ func badInputs(name string, s *Scheme) []badCase {
 func TestBadInputsNeverReachTheBackend(t *testing.T) {
 	body := []byte(`{"id":"evt_1","type":"ping","data":{"n":1}}`)
 	for _, name := range PresetNames() {
-		h := newHandler(t, &Handler{Provider: name, Secrets: []string{testSecrets[name][0]}, MaxBody: 1024})
+		secrets, pubs := keyFields(t, name, testSecrets[name][0])
+		h := newHandler(t, &Handler{Provider: name, Secrets: secrets, PublicKeys: pubs, MaxBody: 1024})
 		cases := badInputs(name, h.verifier.scheme)
 		cases = append(cases,
 			badCase{"oversize body with Content-Length", func(t testing.TB, r *http.Request, _ string) {

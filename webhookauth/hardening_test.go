@@ -1,8 +1,6 @@
 package webhookauth
 
 import (
-	"github.com/webhookauth/caddy-webhookauth/internal/gate"
-
 	"bytes"
 	"encoding/hex"
 	"io"
@@ -14,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
 // trickle returns its data a few bytes at a time, then err (io.EOF when

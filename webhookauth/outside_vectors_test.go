@@ -1,13 +1,26 @@
 package webhookauth
 
 import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // moreVector is one entry of testdata/providers-more.json, a copy of the
@@ -21,6 +34,7 @@ type moreVector struct {
 	Expect    string            `json:"expect"`
 	CheckedBy string            `json:"checked_by"`
 	Secret    string            `json:"secret"`
+	PublicKey string            `json:"public_key"`
 	VerifyAt  int64             `json:"verify_at"`
 	Method    string            `json:"method"`
 	URL       string            `json:"url"`
@@ -63,7 +77,12 @@ func TestOutsideVectors(t *testing.T) {
 			if vec.VerifyAt != 0 {
 				now, tolerance = time.Unix(vec.VerifyAt, 0), p.Tolerance
 			}
-			v := presetVerifier(t, p.Name, tolerance, vec.Secret)
+			var v *Verifier
+			if p.Key == KeyPublic {
+				v = pubVerifier(t, p.Name, tolerance, vec.PublicKey)
+			} else {
+				v = presetVerifier(t, p.Name, tolerance, vec.Secret)
+			}
 			target, method := vec.URL, vec.Method
 			if target == "" {
 				target = "/hook"
@@ -94,5 +113,138 @@ func TestOutsideVectors(t *testing.T) {
 		if checked[name] == 1 {
 			t.Errorf("%s: only a valid or an invalid vector, not both", name)
 		}
+	}
+}
+
+// Standard Webhooks v1a (ed25519) through the handler: with public keys
+// alone, and beside a v1 secret, where either kind of entry is enough.
+func TestStandardV1aThroughTheHandler(t *testing.T) {
+	raw, err := os.ReadFile("testdata/providers-more.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vecs []moreVector
+	if err := json.Unmarshal(raw, &vecs); err != nil {
+		t.Fatal(err)
+	}
+	noWindow := caddy.Duration(0)
+	secret := testSecrets["standard"][0]
+	n := 0
+	for _, vec := range vecs {
+		if vec.Provider != "standard" || vec.Variant != "v1a" {
+			continue
+		}
+		for _, secrets := range [][]string{nil, {secret}} {
+			h := newHandler(t, &Handler{Provider: "standard", Secrets: secrets, PublicKeys: []string{vec.PublicKey}, Tolerance: &noWindow})
+			r := httptest.NewRequest(http.MethodPost, "/hook", strings.NewReader(vec.Body))
+			for k, val := range vec.Headers {
+				r.Header.Set(k, val)
+			}
+			w, repl, be := dedupSend(t, h, r)
+			if (be.calls == 1) != (vec.Expect == "valid") {
+				t.Fatalf("%s with secrets %v: %d %s, expect %s", vec.Name, secrets, w.Code, w.Body.String(), vec.Expect)
+			}
+			if vec.Expect == "valid" {
+				// secret_index counts the secrets first, then the keys.
+				if idx := repl.ReplaceAll("{http.webhook.secret_index}", ""); idx != strconv.Itoa(len(secrets)) {
+					t.Fatalf("%s: secret_index %s", vec.Name, idx)
+				}
+			}
+			n++
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d v1a checks", n)
+	}
+	// The handler with both still takes a v1 (HMAC) delivery.
+	pub := vecs[0].PublicKey
+	h := newHandler(t, &Handler{Provider: "standard", Secrets: []string{secret}, PublicKeys: []string{pub}})
+	if _, repl, be := dedupSend(t, h, signed(t, "standard", secret, []byte(`{}`), testNow)); be.calls != 1 || repl.ReplaceAll("{http.webhook.secret_index}", "") != "0" {
+		t.Fatal("a v1 delivery was refused by a handler that also holds a v1a key")
+	}
+}
+
+// Keys that do not parse, or belong to another algorithm, stop the config.
+func TestPublicKeysFailClosed(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+	defer cancel()
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weakDER, _ := x509.MarshalPKIXPublicKey(&weak.PublicKey)
+	rsaPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: weakDER}))
+	for _, c := range []struct {
+		h    Handler
+		want string
+	}{
+		{Handler{Provider: "discord"}, "'public_key' is required"},
+		{Handler{Provider: "discord", PublicKeys: []string{"zz-not-a-key"}}, "public_key 0"},
+		{Handler{Provider: "discord", PublicKeys: []string{"{env.WEBHOOKAUTH_NO_SUCH_KEY}"}}, "resolved to an empty value"},
+		{Handler{Provider: "discord", Secrets: []string{"some-shared-secret"}, PublicKeys: []string{strings.Repeat("ab", 32)}}, "not 'secret'"},
+		{Handler{Provider: "sendgrid", PublicKeys: []string{strings.Repeat("ab", 32)}}, "public_key 0"},
+		{Handler{Provider: "github", Secrets: []string{"s"}, PublicKeys: []string{strings.Repeat("ab", 32)}}, "needs an asymmetric algorithm"},
+		{Handler{Secrets: nil, PublicKeys: []string{rsaPEM}, SchemeConfig: SchemeConfig{SignatureHeader: "X-Sig", Algorithm: AlgorithmRSAPKCS1, Encoding: EncodingBase64}}, "at least 2048"},
+	} {
+		h := c.h
+		if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.h.PublicKeys, err, c.want)
+		}
+	}
+}
+
+// RSA (PKCS#1 v1.5 and PSS) and raw r||s ECDSA through the generic
+// fields, with keys in each accepted form.
+func TestGenericAsymmetric(t *testing.T) {
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&rk.PublicKey)
+	spkiPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	pkcs1PEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&rk.PublicKey)}))
+	privDER, _ := x509.MarshalPKCS8PrivateKey(rk)
+	privPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))
+	body := []byte(`{"rsa":true}`)
+	for _, alg := range []Algorithm{AlgorithmRSAPKCS1, AlgorithmRSAPSS} {
+		for _, pub := range []string{spkiPEM, pkcs1PEM, base64.StdEncoding.EncodeToString(der), hex.EncodeToString(der)} {
+			h := newHandler(t, &Handler{PublicKeys: []string{pub}, SchemeConfig: SchemeConfig{
+				SignatureHeader: "X-Sig", Algorithm: alg, Encoding: EncodingBase64, TimestampHeader: "X-Ts", SignedPayload: "{timestamp}.{body}",
+			}})
+			hdr, err := h.verifier.scheme.SignHeaders(privPEM, Delivery{Body: body, Timestamp: testNow})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mk := func(b []byte) *http.Request {
+				r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(b))
+				for k, v := range hdr {
+					r.Header[k] = v
+				}
+				return r
+			}
+			if _, _, be := dedupSend(t, h, mk(body)); be.calls != 1 {
+				t.Fatalf("%s: a valid delivery was refused", alg)
+			}
+			if w, _, be := dedupSend(t, h, mk([]byte(`{"rsa":false}`))); be.calls != 0 || w.Code != 401 {
+				t.Fatalf("%s: a tampered delivery passed", alg)
+			}
+		}
+	}
+	// ECDSA with a raw r||s signature (64 bytes), as some senders write it.
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	eder, _ := x509.MarshalPKIXPublicKey(&ek.PublicKey)
+	h := newHandler(t, &Handler{PublicKeys: []string{base64.StdEncoding.EncodeToString(eder)}, SchemeConfig: SchemeConfig{
+		SignatureHeader: "X-Sig", Algorithm: AlgorithmECDSAP256, Encoding: EncodingHex,
+	}})
+	digest := sha256.Sum256(body)
+	r0, s0, err := ecdsa.Sign(rand.Reader, ek, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := append(r0.FillBytes(make([]byte, 32)), s0.FillBytes(make([]byte, 32))...)
+	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	req.Header.Set("X-Sig", hex.EncodeToString(raw))
+	if _, _, be := dedupSend(t, h, req); be.calls != 1 {
+		t.Fatal("a raw r||s ECDSA signature was refused")
 	}
 }

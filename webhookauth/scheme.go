@@ -24,7 +24,8 @@ const (
 	AlgorithmToken      Algorithm = "token"
 )
 
-// hashFunc returns the hash behind an HMAC algorithm, or nil for token.
+// hashFunc returns the hash behind an HMAC algorithm, or nil for token and
+// the asymmetric algorithms.
 func (a Algorithm) hashFunc() (func() hash.Hash, error) {
 	switch a {
 	case AlgorithmHMACSHA1:
@@ -33,10 +34,10 @@ func (a Algorithm) hashFunc() (func() hash.Hash, error) {
 		return sha256.New, nil
 	case AlgorithmHMACSHA512:
 		return sha512.New, nil
-	case AlgorithmToken:
+	case AlgorithmToken, AlgorithmEd25519, AlgorithmECDSAP256, AlgorithmRSAPKCS1, AlgorithmRSAPSS:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("unknown algorithm %q (want hmac-sha1, hmac-sha256, hmac-sha512 or token)", string(a))
+	return nil, fmt.Errorf("unknown algorithm %q (want hmac-sha1, hmac-sha256, hmac-sha512, token, ed25519, ecdsa-p256-sha256, rsa-pkcs1v15-sha256 or rsa-pss-sha256)", string(a))
 }
 
 // Format says how the signature header is laid out.

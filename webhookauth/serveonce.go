@@ -1,8 +1,6 @@
 package webhookauth
 
 import (
-	"github.com/webhookauth/caddy-webhookauth/internal/gate"
-
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -16,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
 // Dedup defaults.

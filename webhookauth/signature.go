@@ -9,9 +9,13 @@ import (
 // hostile header cannot make verification do unbounded work.
 const maxCandidates = 8
 
+// maxSigSize is the longest signature decoded: an RSA-4096 signature.
+const maxSigSize = 512
+
 // candidates holds the decoded signatures found in a signature header.
 type candidates struct {
-	sig [maxCandidates][64]byte
+	sig [maxCandidates][maxSigSize]byte
+	len [maxCandidates]int
 	n   int
 	// timestamp is the t= value of a stripe-format header.
 	timestamp string
@@ -43,7 +47,7 @@ func (s *Scheme) parseSignature(values []string, c *candidates) *Rejection {
 		// takes the same time whatever the token's length.
 		sum := sha256.Sum256(unsafeBytes(v))
 		copy(c.sig[0][:], sum[:])
-		c.n = 1
+		c.len[0], c.n = len(sum), 1
 		return nil
 	}
 	switch s.Format {
@@ -113,15 +117,28 @@ func cutKey(entry, key string) (string, bool) {
 	return "", false
 }
 
-// addCandidate decodes text and keeps it if it has the MAC's length.
+// addCandidate decodes text and keeps it if it has a signature's length
+// for the algorithm.
 func (s *Scheme) addCandidate(c *candidates, text string) bool {
 	if c.n == maxCandidates {
 		return false
 	}
 	n, ok := s.Encoding.decode(c.sig[c.n][:], text)
-	if !ok || n != s.macSize {
+	if !ok {
 		return false
 	}
+	if s.Algorithm.asymmetric() {
+		ok = s.Algorithm.sigLenOK(n)
+	} else {
+		ok = n == s.macSize
+	}
+	if !ok {
+		return false
+	}
+	c.len[c.n] = n
 	c.n++
 	return true
 }
+
+// get returns candidate j.
+func (c *candidates) get(j int) []byte { return c.sig[j][:c.len[j]] }

@@ -1,6 +1,7 @@
 package webhookauth
 
 import (
+	"crypto"
 	"crypto/hmac"
 	"net/http"
 	"time"
@@ -20,9 +21,18 @@ type Delivery struct {
 // SignHeaders returns the header fields a real sender of this scheme puts
 // on a delivery signed with secret: the signature and, where the scheme has
 // them, the timestamp and delivery id. Tests, examples and the signing
-// subcommand use it; it is not on the request path.
+// subcommand use it; it is not on the request path. For an asymmetric
+// scheme, secret is the sender's private key (see ParsePrivateKey).
 func (s *Scheme) SignHeaders(secret string, d Delivery) (http.Header, error) {
-	key, err := s.SecretEncoding.Key(secret)
+	var key []byte
+	var priv crypto.Signer
+	var err error
+	if s.Algorithm.asymmetric() {
+		// secret is the sender's private key.
+		priv, err = ParsePrivateKey(s.Algorithm, secret)
+	} else {
+		key, err = s.SecretEncoding.Key(secret)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -50,10 +60,20 @@ func (s *Scheme) SignHeaders(secret string, d Delivery) (http.Header, error) {
 		return out, nil
 	}
 	vals := payloadValues{body: d.Body, id: d.ID, timestamp: ts, method: d.Method, url: d.URL, header: out}
-	mac := hmac.New(s.newHash, key)
 	var scratch []byte
-	s.Payload.writeTo(mac, &vals, &scratch)
-	sig := s.Prefix + string(s.Encoding.encode(nil, mac.Sum(nil)))
+	var raw []byte
+	if priv != nil {
+		var msg appender
+		s.Payload.writeTo(&msg, &vals, &scratch)
+		if raw, err = signAsym(s.Algorithm, priv, msg); err != nil {
+			return nil, err
+		}
+	} else {
+		mac := hmac.New(s.newHash, key)
+		s.Payload.writeTo(mac, &vals, &scratch)
+		raw = mac.Sum(nil)
+	}
+	sig := s.Prefix + string(s.Encoding.encode(nil, raw))
 	if s.timestampInSignature() {
 		sig = s.TimestampKey + "=" + ts + string(s.Separator) + sig
 	}

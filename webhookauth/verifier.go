@@ -1,6 +1,7 @@
 package webhookauth
 
 import (
+	"crypto"
 	"crypto/hmac"
 	"crypto/sha256"
 	"hash"
@@ -18,6 +19,7 @@ import (
 type Verifier struct {
 	scheme    *Scheme
 	keys      [][]byte
+	pubs      []crypto.PublicKey  // asymmetric algorithms
 	digests   [][sha256.Size]byte // token algorithm: sha256 of each secret
 	tolerance time.Duration
 	pool      sync.Pool
@@ -46,6 +48,16 @@ func NewVerifier(scheme *Scheme, keys [][]byte, tolerance time.Duration) *Verifi
 	return v
 }
 
+// NewPublicKeyVerifier returns a Verifier for an asymmetric scheme with
+// the given public keys (see ParsePublicKey), tried in order.
+func NewPublicKeyVerifier(scheme *Scheme, pubs []crypto.PublicKey, tolerance time.Duration) *Verifier {
+	v := &Verifier{scheme: scheme, pubs: pubs, tolerance: tolerance}
+	v.pool.New = func() any {
+		return &Verification{v: v, scratch: make([]byte, 0, 256), digest: sha256.New()}
+	}
+	return v
+}
+
 // Scheme returns the verifier's scheme.
 func (v *Verifier) Scheme() *Scheme { return v.scheme }
 
@@ -63,6 +75,10 @@ type Verification struct {
 	// sum holds that MAC.
 	matched int
 	sum     [64]byte
+	// For asymmetric algorithms: the SHA-256 state, and the whole signed
+	// payload (ed25519 signs the message itself, not a digest).
+	digest hash.Hash
+	msg    appender
 
 	// Timestamp is the request's timestamp as sent, and ID its delivery
 	// id, when the scheme has them.
@@ -153,6 +169,9 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 	return st, nil
 }
 
+// maxPooledMsg is the largest ed25519 message buffer kept for reuse.
+const maxPooledMsg = 1 << 20
+
 // MaxDeliveryIDLength is the longest delivery id accepted, in bytes.
 // Providers' ids are UUIDs or similar (under 64 bytes); a longer one is
 // refused with delivery_id_invalid rather than logged and remembered.
@@ -195,6 +214,9 @@ func (st *Verification) checkTimestamp(r *http.Request, now time.Time) *Rejectio
 // secret that matched.
 func (st *Verification) finish(body []byte) (int, *Rejection) {
 	v := st.v
+	if v.scheme.Algorithm.asymmetric() {
+		return st.finishAsym(body)
+	}
 	if v.scheme.Algorithm == AlgorithmToken {
 		for i := range v.digests {
 			if hmac.Equal(st.cands.sig[0][:sha256.Size], v.digests[i][:]) {
@@ -223,6 +245,51 @@ func (st *Verification) finish(body []byte) (int, *Rejection) {
 	return st.matched, nil
 }
 
+// finishAsym checks the signature with the public keys.
+func (st *Verification) finishAsym(body []byte) (int, *Rejection) {
+	v := st.v
+	alg := v.scheme.Algorithm
+	st.values.body = body
+	var payload, digest []byte
+	if alg == AlgorithmEd25519 {
+		st.msg = st.msg[:0]
+		v.scheme.Payload.writeTo(&st.msg, &st.values, &st.scratch)
+		payload = st.msg
+	} else {
+		st.digest.Reset()
+		v.scheme.Payload.writeTo(st.digest, &st.values, &st.scratch)
+		digest = st.digest.Sum(st.cur[:0])
+	}
+	st.values.body = nil
+	for i, pub := range v.pubs {
+		for j := 0; j < st.cands.n && st.matched < 0; j++ {
+			if verifyAsym(alg, pub, payload, digest, st.cands.get(j)) {
+				st.matched = i
+			}
+		}
+	}
+	if st.matched < 0 {
+		return -1, signatureMismatch
+	}
+	// What identifies the delivery for dedup: the signed payload's
+	// digest (an ECDSA signature is randomized, so it cannot serve).
+	if alg == AlgorithmEd25519 {
+		sum := sha256.Sum256(payload)
+		copy(st.sum[:], sum[:])
+	} else {
+		copy(st.sum[:], digest)
+	}
+	return st.matched, nil
+}
+
+// appender is a Write target that appends to itself.
+type appender []byte
+
+func (a *appender) Write(p []byte) (int, error) {
+	*a = append(*a, p...)
+	return len(p), nil
+}
+
 // MAC returns the MAC that matched in Finish: the same bytes for the same
 // signed payload and key, however the sender wrote the signature header
 // (letter case, entry order, padding). Nil for token schemes, which sign
@@ -231,12 +298,18 @@ func (st *Verification) MAC() []byte {
 	if st.matched < 0 || st.v.scheme.Algorithm == AlgorithmToken {
 		return nil
 	}
+	if st.v.scheme.Algorithm.asymmetric() {
+		return st.sum[:sha256.Size] // the signed payload's digest
+	}
 	return st.sum[:st.v.scheme.macSize]
 }
 
 // Release returns the verification's state to its verifier's pool.
 func (st *Verification) Release() {
 	st.values = payloadValues{}
+	if cap(st.msg) > maxPooledMsg {
+		st.msg = nil // a large body's copy is not kept for reuse
+	}
 	st.v.pool.Put(st)
 }
 

@@ -1,10 +1,15 @@
 package webhookauth
 
 import (
-	"github.com/webhookauth/caddy-webhookauth/internal/gate"
-
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,12 +17,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
 // vector is one entry of testdata/vectors.json, a copy of the published
 // provider vectors in shared/vectors/providers.json.
 type vector struct {
 	Provider  string            `json:"provider"`
+	PublicKey string            `json:"public_key"`
 	Secret    string            `json:"secret"`
 	ID        string            `json:"id"`
 	Timestamp string            `json:"timestamp"`
@@ -48,6 +56,11 @@ func presetVerifier(t testing.TB, provider string, tolerance time.Duration, secr
 	s, err := p.Scheme.Compile()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.Algorithm.asymmetric() {
+		// secrets are private keys here: verify with their public keys.
+		_, pubs := keyFields(t, provider, secrets...)
+		return pubVerifier(t, provider, tolerance, pubs...)
 	}
 	var keys [][]byte
 	for _, sec := range secrets {
@@ -86,7 +99,13 @@ func TestPublishedVectors(t *testing.T) {
 				sec, _ := strconv.ParseInt(vec.Timestamp, 10, 64)
 				now = time.Unix(sec, 0).Add(30 * time.Second)
 			}
-			v := presetVerifier(t, vec.Provider, 5*time.Minute, vec.Secret)
+			p, _ := LookupPreset(vec.Provider)
+			var v *Verifier
+			if p.Key == KeyPublic {
+				v = pubVerifier(t, vec.Provider, 5*time.Minute, vec.PublicKey)
+			} else {
+				v = presetVerifier(t, vec.Provider, 5*time.Minute, vec.Secret)
+			}
 			r := httptest.NewRequest(http.MethodPost, "/hook", strings.NewReader(vec.Body))
 			for k, val := range vec.Headers {
 				r.Header.Set(k, val)
@@ -96,6 +115,9 @@ func TestPublishedVectors(t *testing.T) {
 				t.Fatalf("published vector rejected: %v (index %d)", rej, idx)
 			}
 
+			if p.Key == KeyPublic {
+				return // signed with a private key nobody published
+			}
 			// And the other direction: signing the same delivery gives
 			// the published signature.
 			ts, _ := strconv.ParseInt(vec.Timestamp, 10, 64)
@@ -137,11 +159,82 @@ func signed(t testing.TB, provider, secret string, body []byte, ts time.Time) *h
 	return r
 }
 
+// pubVerifier is a Verifier for a public-key preset with the given keys.
+func pubVerifier(t testing.TB, provider string, tolerance time.Duration, pubs ...string) *Verifier {
+	t.Helper()
+	p, err := LookupPreset(provider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.Scheme.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []crypto.PublicKey
+	for _, text := range pubs {
+		k, err := ParsePublicKey(s.Algorithm, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	return NewPublicKeyVerifier(s, keys, tolerance)
+}
+
+// keyFields turns test keys into a handler's configuration: secrets as
+// they are, or, for a public-key preset, the public keys of the given
+// private keys.
+func keyFields(t testing.TB, provider string, keys ...string) (secrets, pubs []string) {
+	t.Helper()
+	p, _ := LookupPreset(provider)
+	if p.Key != KeyPublic {
+		return keys, nil
+	}
+	for _, k := range keys {
+		priv, err := ParsePrivateKey(p.Scheme.Algorithm, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(priv.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs = append(pubs, base64.StdEncoding.EncodeToString(der))
+	}
+	return nil, pubs
+}
+
+// testPrivateKeys are two private keys for each asymmetric algorithm.
+var testPrivateKeys = func() map[Algorithm][2]string {
+	pemKey := func(k any) string {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			panic(err)
+		}
+		return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	}
+	ec := func() string {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		return pemKey(k)
+	}
+	return map[Algorithm][2]string{
+		AlgorithmEd25519:   {strings.Repeat("a1", 32), strings.Repeat("b2", 32)},
+		AlgorithmECDSAP256: {ec(), ec()},
+	}
+}()
+
 // testSecrets are two valid secrets for each preset, in its secret
-// encoding.
+// encoding (private keys for the public-key presets).
 var testSecrets = func() map[string][2]string {
 	m := map[string][2]string{}
 	for _, p := range Catalogue() {
+		if p.Key == KeyPublic {
+			m[p.Name] = testPrivateKeys[p.Scheme.Algorithm]
+			continue
+		}
 		if p.Scheme.SecretEncoding == SecretWhsec {
 			m[p.Name] = [2]string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC1mb3ItdGVzdHM="}
 			continue

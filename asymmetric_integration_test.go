@@ -1,0 +1,88 @@
+package caddywebhookauth_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+)
+
+// Discord and SendGrid deliveries, from the SDK-checked vectors, through
+// a real Caddy with the public keys in the Caddyfile: the valid ones
+// reach the backend byte for byte, the forged ones (Discord's probe with
+// a bad signature among them) get 401.
+func TestPublicKeyPresetsThroughCaddy(t *testing.T) {
+	raw, err := os.ReadFile("webhookauth/testdata/providers-more.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vecs []struct {
+		Provider, Name, Kind, Expect, Body string
+		PublicKey                          string `json:"public_key"`
+		Headers                            map[string]string
+	}
+	if err := json.Unmarshal(raw, &vecs); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, v := range vecs {
+		if v.Provider == "discord" || v.Provider == "sendgrid" {
+			keys[v.Provider] = v.PublicKey
+		}
+	}
+	t.Setenv("IT_DISCORD_PUBLIC_KEY", keys["discord"])
+	t.Setenv("IT_SENDGRID_PUBLIC_KEY", keys["sendgrid"])
+	be := newBackend(t)
+	tester := newTester(t)
+	// The vectors were signed in 2025: the replay window is off here and
+	// tested elsewhere.
+	tester.InitServer(caddyConfig("", fmt.Sprintf(`
+	:9080 {
+		route /discord {
+			webhook_auth discord {
+				public_key {env.IT_DISCORD_PUBLIC_KEY}
+				tolerance 0
+			}
+			reverse_proxy %s
+		}
+		route /sendgrid {
+			webhook_auth sendgrid {
+				public_key {env.IT_SENDGRID_PUBLIC_KEY}
+				tolerance 0
+			}
+			reverse_proxy %s
+		}
+	}
+	`, be.URL, be.URL)), "caddyfile")
+	n := 0
+	for _, v := range vecs {
+		if (v.Provider != "discord" && v.Provider != "sendgrid") || (v.Kind != "delivery" && v.Name != "discord-ping-valid") {
+			continue
+		}
+		req, _ := http.NewRequest(http.MethodPost, base+"/"+v.Provider, strings.NewReader(v.Body))
+		for k, val := range v.Headers {
+			req.Header.Set(k, val)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got := be.take()
+		if v.Expect == "valid" {
+			if resp.StatusCode != 200 || len(got) != 1 || string(got[0].body) != v.Body {
+				t.Fatalf("%s: %d %s, backend got %d", v.Name, resp.StatusCode, out, len(got))
+			}
+		} else if resp.StatusCode != 401 || len(got) != 0 {
+			t.Fatalf("%s: %d %s, backend got %d", v.Name, resp.StatusCode, out, len(got))
+		}
+		n++
+	}
+	if n < 8 {
+		t.Fatalf("only %d vectors sent", n)
+	}
+}
