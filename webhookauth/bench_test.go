@@ -3,6 +3,8 @@ package webhookauth
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -167,3 +169,47 @@ type discardWriter struct{ h http.Header }
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+// BenchmarkVerifyAsymmetric compares the verify path of the public-key
+// presets with the bare crypto call over the same bytes: ed25519.Verify
+// (Discord) and ecdsa.VerifyASN1 of the SHA-256 (SendGrid).
+//
+//	go test ./webhookauth -run '^$' -bench 'VerifyAsymmetric' -benchmem -count 6
+func BenchmarkVerifyAsymmetric(b *testing.B) {
+	body := bytes.Repeat([]byte("a"), 1<<10)
+	for _, name := range []string{"discord", "sendgrid"} {
+		priv := testSecrets[name][0]
+		v := presetVerifier(b, name, 0, priv)
+		r := signed(b, name, priv, body, testNow)
+		b.Run("webhook_auth/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, rej := verify(v, r, body, testNow); rej != nil {
+					b.Fatal(rej)
+				}
+			}
+		})
+		signer, _ := ParsePrivateKey(v.scheme.Algorithm, priv)
+		ts := r.Header.Get(v.scheme.TimestampHeader)
+		var buf [maxSigSize]byte
+		n, _ := v.scheme.Encoding.decode(buf[:], r.Header.Get(v.scheme.SignatureHeader))
+		sig := buf[:n]
+		msg := append([]byte(ts), body...)
+		b.Run("raw/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var ok bool
+				switch pub := signer.Public().(type) {
+				case ed25519.PublicKey:
+					ok = ed25519.Verify(pub, msg, sig)
+				case *ecdsa.PublicKey:
+					d := sha256.Sum256(msg)
+					ok = ecdsa.VerifyASN1(pub, d[:], sig)
+				}
+				if !ok {
+					b.Fatal("mismatch")
+				}
+			}
+		})
+	}
+}
