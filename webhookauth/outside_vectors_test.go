@@ -10,11 +10,9 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,9 +21,11 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
-// moreVector is one entry of testdata/providers-more.json, a copy of the
-// project's shared vectors: each made with test keys and checked by the
-// provider's official SDK (checked_by) or recomputed from its docs.
+// moreVector is one signature test vector: an entry of
+// testdata/providers-more.json, a copy of the project's shared vectors,
+// each made with test keys and checked by the provider's official SDK
+// (checked_by) or recomputed from its docs; or of testdata/vectors.json,
+// the providers' published ones.
 type moreVector struct {
 	Provider  string            `json:"provider"`
 	Variant   string            `json:"variant"`
@@ -34,6 +34,8 @@ type moreVector struct {
 	Expect    string            `json:"expect"`
 	CheckedBy string            `json:"checked_by"`
 	Secret    string            `json:"secret"`
+	ID        string            `json:"id"`
+	Timestamp string            `json:"timestamp"`
 	PublicKey string            `json:"public_key"`
 	VerifyAt  int64             `json:"verify_at"`
 	Method    string            `json:"method"`
@@ -54,14 +56,7 @@ var notYet = map[string]string{
 // TestOutsideVectors checks every preset against the vectors our own
 // signer did not make, valid and invalid ones alike.
 func TestOutsideVectors(t *testing.T) {
-	raw, err := os.ReadFile("testdata/providers-more.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vecs []moreVector
-	if err := json.Unmarshal(raw, &vecs); err != nil {
-		t.Fatal(err)
-	}
+	vecs := loadVectors(t, "providers-more.json")
 	checked := map[string]int{}
 	for _, vec := range vecs {
 		p, err := LookupPreset(vec.Provider)
@@ -119,14 +114,7 @@ func TestOutsideVectors(t *testing.T) {
 // Standard Webhooks v1a (ed25519) through the handler: with public keys
 // alone, and beside a v1 secret, where either kind of entry is enough.
 func TestStandardV1aThroughTheHandler(t *testing.T) {
-	raw, err := os.ReadFile("testdata/providers-more.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vecs []moreVector
-	if err := json.Unmarshal(raw, &vecs); err != nil {
-		t.Fatal(err)
-	}
+	vecs := loadVectors(t, "providers-more.json")
 	noWindow := caddy.Duration(0)
 	secret := testSecrets["standard"][0]
 	n := 0

@@ -21,25 +21,16 @@ import (
 	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
-// vector is one entry of testdata/vectors.json, a copy of the published
-// provider vectors in shared/vectors/providers.json.
-type vector struct {
-	Provider  string            `json:"provider"`
-	PublicKey string            `json:"public_key"`
-	Secret    string            `json:"secret"`
-	ID        string            `json:"id"`
-	Timestamp string            `json:"timestamp"`
-	Body      string            `json:"body"`
-	Headers   map[string]string `json:"headers"`
-}
-
-func loadVectors(t *testing.T) []vector {
+// loadVectors reads a vectors file of testdata: vectors.json (a copy of
+// the published vectors of the project's shared/vectors/providers.json)
+// or providers-more.json (the SDK-checked ones).
+func loadVectors(t *testing.T, file string) []moreVector {
 	t.Helper()
-	raw, err := os.ReadFile("testdata/vectors.json")
+	raw, err := os.ReadFile("testdata/" + file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var vs []vector
+	var vs []moreVector
 	if err := json.Unmarshal(raw, &vs); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +80,7 @@ func verify(v *Verifier, r *http.Request, body []byte, now time.Time) (int, *Rej
 
 func TestPublishedVectors(t *testing.T) {
 	checked := 0
-	for _, vec := range loadVectors(t) {
+	for _, vec := range loadVectors(t, "vectors.json") {
 		if _, err := LookupPreset(vec.Provider); err != nil {
 			continue // a provider this issue has no preset for yet
 		}
