@@ -151,7 +151,7 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		}
 	case "algorithm":
 		var v string
-		v, err = b.Choice(string(AlgorithmHMACSHA1), string(AlgorithmHMACSHA256), string(AlgorithmHMACSHA512), string(AlgorithmToken),
+		v, err = b.Choice(string(AlgorithmHMACSHA1), string(AlgorithmHMACSHA256), string(AlgorithmHMACSHA512), string(AlgorithmSHA256), string(AlgorithmToken),
 			string(AlgorithmEd25519), string(AlgorithmECDSAP256), string(AlgorithmRSAPKCS1), string(AlgorithmRSAPSS))
 		sc.Algorithm = Algorithm(v)
 	case "encoding":

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -217,7 +218,10 @@ func TestDedupOnMACIgnoresTheHeaderSpelling(t *testing.T) {
 func TestDedupScopes(t *testing.T) {
 	a := newHandler(t, &Handler{Provider: "github", Secrets: []string{"a"}, Dedup: caddy.Duration(DefaultDedupTTL)})
 	b := newHandler(t, &Handler{Provider: "github", Secrets: []string{"b"}, Dedup: caddy.Duration(DefaultDedupTTL)})
-	scope := "shared-" + t.Name() + strings.Repeat("x", rand.IntN(5))
+	// The memory store lives as long as the process: a scope and an id of
+	// this run's own keep -count=N runs apart.
+	run := strconv.FormatUint(rand.Uint64(), 36)
+	scope := "shared-" + run
 	c1 := newHandler(t, &Handler{Provider: "github", Secrets: []string{"c"}, Dedup: caddy.Duration(DefaultDedupTTL), DedupScope: scope})
 	c2 := newHandler(t, &Handler{Provider: "github", Secrets: []string{"c"}, Dedup: caddy.Duration(DefaultDedupTTL), DedupScope: scope})
 	send := func(h *Handler, secret, id string) int {
@@ -226,7 +230,7 @@ func TestDedupScopes(t *testing.T) {
 		_, _, be := dedupSend(t, h, r)
 		return be.calls
 	}
-	id := "seq-" + t.Name()
+	id := "seq-" + run
 	if send(a, "a", id) != 1 || send(b, "b", id) != 1 {
 		t.Fatal("an id seen by one handler was absorbed by another")
 	}

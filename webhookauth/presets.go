@@ -322,6 +322,8 @@ var catalogue = []Preset{
 		},
 		Unsigned: "the event ids inside the batch are signed, but there is no delivery id header: dedup keys on the signed payload",
 	},
+	hubspotPlain("hubspot_v1", "{body}", "v1: `X-HubSpot-Signature: <hex SHA-256 of secret + body>` (a plain hash, not an HMAC), `X-HubSpot-Signature-Version: v1`"),
+	hubspotPlain("hubspot_v2", "{method}{url}{body}", "v2: `X-HubSpot-Signature: <hex SHA-256 of secret + method + URL + body>` (a plain hash, not an HMAC), `X-HubSpot-Signature-Version: v2`"),
 	{
 		Name:    "okta",
 		Summary: "Event hooks: the shared secret itself in `Authorization` (the header Okta is told to send), compared in constant time, then removed from the request.",
@@ -362,6 +364,25 @@ func bodyHMAC(name, header, pfx string, alg Algorithm, enc Encoding, doc, idHead
 			EventHeader:     eventHeader,
 		},
 		Unsigned: unsigned,
+	}
+}
+
+// hubspotPlain is one of HubSpot's older signatures: a plain SHA-256 of
+// the app secret followed by the payload, with no timestamp.
+func hubspotPlain(name, payload, summary string) Preset {
+	return Preset{
+		Name:    name,
+		Summary: summary,
+		DocURL:  "https://developers.hubspot.com/docs/apps/legacy-apps/authentication/validating-requests",
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-HubSpot-Signature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmSHA256,
+			Encoding:        EncodingHex,
+			SignedPayload:   payload,
+		},
+		Unsigned: "no timestamp: a captured delivery can be sent again; use v3 (`hubspot`) where the app allows",
 	}
 }
 

@@ -22,6 +22,10 @@ const (
 	AlgorithmHMACSHA256 Algorithm = "hmac-sha256"
 	AlgorithmHMACSHA512 Algorithm = "hmac-sha512"
 	AlgorithmToken      Algorithm = "token"
+	// AlgorithmSHA256 is not a MAC either: a plain SHA-256 of the secret
+	// followed by the signed payload (HubSpot's v1 and v2 signatures).
+	// Prefer HMAC wherever a sender offers it.
+	AlgorithmSHA256 Algorithm = "sha256"
 )
 
 // hashFunc returns the hash behind an HMAC algorithm, or nil for token and
@@ -34,10 +38,12 @@ func (a Algorithm) hashFunc() (func() hash.Hash, error) {
 		return sha256.New, nil
 	case AlgorithmHMACSHA512:
 		return sha512.New, nil
+	case AlgorithmSHA256:
+		return sha256.New, nil
 	case AlgorithmToken, AlgorithmEd25519, AlgorithmECDSAP256, AlgorithmRSAPKCS1, AlgorithmRSAPSS:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("unknown algorithm %q (want hmac-sha1, hmac-sha256, hmac-sha512, token, ed25519, ecdsa-p256-sha256, rsa-pkcs1v15-sha256 or rsa-pss-sha256)", string(a))
+	return nil, fmt.Errorf("unknown algorithm %q (want hmac-sha1, hmac-sha256, hmac-sha512, sha256, token, ed25519, ecdsa-p256-sha256, rsa-pkcs1v15-sha256 or rsa-pss-sha256)", string(a))
 }
 
 // Format says how the signature header is laid out.

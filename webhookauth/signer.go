@@ -3,6 +3,7 @@ package webhookauth
 import (
 	"crypto"
 	"crypto/hmac"
+	"hash"
 	"net/http"
 	"time"
 )
@@ -69,7 +70,13 @@ func (s *Scheme) SignHeaders(secret string, d Delivery) (http.Header, error) {
 			return nil, err
 		}
 	} else {
-		mac := hmac.New(s.newHash, key)
+		var mac hash.Hash
+		if s.Algorithm == AlgorithmSHA256 {
+			mac = s.newHash()
+			mac.Write(key)
+		} else {
+			mac = hmac.New(s.newHash, key)
+		}
 		s.Payload.writeTo(mac, &vals, &scratch)
 		raw = mac.Sum(nil)
 	}

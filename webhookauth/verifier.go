@@ -40,7 +40,11 @@ func NewVerifier(scheme *Scheme, keys [][]byte, tolerance time.Duration) *Verifi
 		if scheme.newHash != nil {
 			st.macs = make([]hash.Hash, len(keys))
 			for i, k := range keys {
-				st.macs[i] = hmac.New(scheme.newHash, k)
+				if scheme.Algorithm == AlgorithmSHA256 {
+					st.macs[i] = scheme.newHash() // the key goes in first, per request
+				} else {
+					st.macs[i] = hmac.New(scheme.newHash, k)
+				}
 			}
 		}
 		return st
@@ -229,6 +233,9 @@ func (st *Verification) finish(body []byte) (int, *Rejection) {
 	size := v.scheme.macSize
 	for i, mac := range st.macs {
 		mac.Reset()
+		if v.scheme.Algorithm == AlgorithmSHA256 {
+			mac.Write(v.keys[i])
+		}
 		v.scheme.Payload.writeTo(mac, &st.values, &st.scratch)
 		mac.Sum(st.cur[:0])
 		for j := 0; j < st.cands.n; j++ {
