@@ -29,6 +29,7 @@ import (
 //		encoding         hex|base64|base64url
 //		signed_payload   <template>
 //		timestamp_header <name>
+//		timestamp_field  <json member>   # or: the timestamp in the signed JSON body
 //		timestamp_format unix|unix_ms|rfc3339
 //		id_header        <name>
 //		event_header     <name>
@@ -167,6 +168,8 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		}
 	case "timestamp_header":
 		str(&sc.TimestampHeader)
+	case "timestamp_field":
+		str(&sc.TimestampField)
 	case "timestamp_format":
 		var v string
 		v, err = b.Choice(string(TimestampUnix), string(TimestampUnixMS), string(TimestampRFC3339))

@@ -190,7 +190,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.label = p.Name
 		h.idField, h.evField = p.IDField, p.EventField
 	}
-	if h.Provider == "" && scheme.hasTimestamp() {
+	if h.Provider == "" && (scheme.hasTimestamp() || scheme.TimestampField != "") {
 		tolerance = 5 * time.Minute
 	}
 	if h.Tolerance != nil {
@@ -594,6 +594,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if rej != nil {
 		d.rej = rej
 		return
+	}
+	if ver.v.scheme.TimestampField != "" {
+		repl.Set("http.webhook.timestamp", ver.Timestamp)
 	}
 	if ver.v == h.alt {
 		idx += len(h.Secrets) // secret_index counts the secrets, then the public keys

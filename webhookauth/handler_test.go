@@ -99,6 +99,17 @@ func problemReason(t *testing.T, w *httptest.ResponseRecorder) Reason {
 	return p.Reason
 }
 
+// testBody is a delivery body for the preset: with the timestamp member
+// where the preset reads the time from the body (Linear).
+func testBody(name string, n int, ts time.Time) []byte {
+	p, _ := LookupPreset(name)
+	extra := ""
+	if f := p.Scheme.TimestampField; f != "" {
+		extra = `,"` + f + `":` + formatTimestamp(p.Scheme.TimestampFormat, ts)
+	}
+	return []byte(`{"id":"evt_1","type":"ping","data":{"n":` + strconv.Itoa(n) + `}` + extra + `}`)
+}
+
 type badCase struct {
 	name   string
 	mutate func(t testing.TB, r *http.Request, sigHeader string)
@@ -114,7 +125,7 @@ func badInputs(name string, s *Scheme) []badCase {
 		{"empty signature", func(t testing.TB, r *http.Request, h string) { r.Header.Set(h, "") }, 401, ReasonSignatureMissing},
 		{"duplicated signature header", func(t testing.TB, r *http.Request, h string) { r.Header.Add(h, sig(r)) }, 401, ReasonSignatureMalformed},
 		{"other secret", func(t testing.TB, r *http.Request, h string) {
-			o := signed(t, name, testSecrets[name][1], []byte(`{"id":"evt_1","type":"ping","data":{"n":1}}`), testNow)
+			o := signed(t, name, testSecrets[name][1], testBody(name, 1, testNow), testNow)
 			for k, v := range o.Header {
 				r.Header[k] = v
 			}
@@ -124,7 +135,7 @@ func badInputs(name string, s *Scheme) []badCase {
 		// A GitLab token proves who sent the request, not what it says:
 		// the scheme does not cover the body at all.
 		cases = append(cases, badCase{"tampered body", func(t testing.TB, r *http.Request, h string) {
-			r.Body = io.NopCloser(strings.NewReader(`{"id":"evt_1","type":"ping","data":{"n":2}}`))
+			r.Body = io.NopCloser(bytes.NewReader(testBody(name, 2, testNow)))
 		}, 401, ReasonSignatureInvalid})
 	}
 	malformed := ReasonSignatureMalformed
@@ -146,7 +157,7 @@ func badInputs(name string, s *Scheme) []badCase {
 	if s.hasTimestamp() {
 		resign := func(ts time.Time) func(testing.TB, *http.Request, string) {
 			return func(t testing.TB, r *http.Request, h string) {
-				o := signed(t, name, testSecrets[name][0], []byte(`{"id":"evt_1","type":"ping","data":{"n":1}}`), ts)
+				o := signed(t, name, testSecrets[name][0], testBody(name, 1, ts), ts)
 				for k, v := range o.Header {
 					r.Header[k] = v
 				}
@@ -192,8 +203,8 @@ func badInputs(name string, s *Scheme) []badCase {
 }
 
 func TestBadInputsNeverReachTheBackend(t *testing.T) {
-	body := []byte(`{"id":"evt_1","type":"ping","data":{"n":1}}`)
 	for _, name := range PresetNames() {
+		body := testBody(name, 1, testNow)
 		secrets, pubs := keyFields(t, name, testSecrets[name][0])
 		h := newHandler(t, &Handler{Provider: name, Secrets: secrets, PublicKeys: pubs, MaxBody: 1024})
 		cases := badInputs(name, h.verifier.scheme)

@@ -12,6 +12,17 @@ import (
 // is ambiguous (parsers disagree on which one wins), so it is not used.
 // Called only on verified bodies.
 func topLevelString(body []byte, field string) (string, bool) {
+	return topLevel(body, field, false)
+}
+
+// topLevelTime is like topLevelString, but also takes a member written
+// as a whole JSON number (Linear's webhookTimestamp in ms), returning its
+// digits.
+func topLevelTime(body []byte, field string) (string, bool) {
+	return topLevel(body, field, true)
+}
+
+func topLevel(body []byte, field string, wantNumber bool) (string, bool) {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return "", false
@@ -48,6 +59,15 @@ func topLevelString(body []byte, field string) (string, bool) {
 					return "", false
 				}
 				isString = true
+			} else if wantNumber {
+				end := i
+				for end < len(body) && body[end] >= '0' && body[end] <= '9' {
+					end++
+				}
+				// A whole number only: no fraction or exponent.
+				if end > i && end < len(body) && body[end] != '.' && body[end] != 'e' && body[end] != 'E' {
+					value, isString = string(body[i:end]), true
+				}
 			}
 		}
 		i, ok = skipValue(body, i)

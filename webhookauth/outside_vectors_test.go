@@ -249,3 +249,29 @@ func TestGenericAsymmetric(t *testing.T) {
 		t.Fatal("a raw r||s ECDSA signature was refused")
 	}
 }
+
+// Linear's timestamp is in the signed body: checked only once the body
+// is the sender's, against the preset's 60 s window.
+func TestTimestampInTheBody(t *testing.T) {
+	secret := testSecrets["linear"][0]
+	v := presetVerifier(t, "linear", time.Minute, secret)
+	ms := strconv.FormatInt(testNow.UnixMilli(), 10)
+	for _, c := range []struct {
+		body string
+		want Reason
+	}{
+		{`{"webhookTimestamp":` + ms + `}`, ""},
+		{`{"webhookTimestamp":"` + ms + `"}`, ""},
+		{`{"webhookTimestamp":` + strconv.FormatInt(testNow.Add(-2*time.Minute).UnixMilli(), 10) + `}`, ReasonTimestampOutOfWindow},
+		{`{"webhookTimestamp":` + ms + `.5}`, ReasonTimestampInvalid},
+		{`{"webhookTimestamp":` + ms + `,"webhookTimestamp":` + ms + `}`, ReasonTimestampInvalid},
+		{`{"other":1}`, ReasonTimestampInvalid},
+		{`[1]`, ReasonTimestampInvalid},
+	} {
+		r := signed(t, "linear", secret, []byte(c.body), testNow)
+		_, rej := verify(v, r, []byte(c.body), testNow)
+		if (c.want == "" && rej != nil) || (c.want != "" && (rej == nil || rej.Reason != c.want)) {
+			t.Errorf("%s: %v, want %q", c.body, rej, c.want)
+		}
+	}
+}

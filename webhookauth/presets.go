@@ -325,6 +325,24 @@ var catalogue = []Preset{
 	hubspotPlain("hubspot_v1", "{body}", "v1: `X-HubSpot-Signature: <hex SHA-256 of secret + body>` (a plain hash, not an HMAC), `X-HubSpot-Signature-Version: v1`"),
 	hubspotPlain("hubspot_v2", "{method}{url}{body}", "v2: `X-HubSpot-Signature: <hex SHA-256 of secret + method + URL + body>` (a plain hash, not an HMAC), `X-HubSpot-Signature-Version: v2`"),
 	{
+		Name:      "linear",
+		Summary:   "`Linear-Signature: <hex HMAC-SHA256(body)>`; the replay window applies to the body's `webhookTimestamp` (ms), checked once the signature has matched",
+		DocURL:    "https://linear.app/developers/webhooks#securing-webhooks",
+		Key:       KeySecret,
+		Tolerance: time.Minute,
+		Scheme: SchemeConfig{
+			SignatureHeader: "Linear-Signature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingHex,
+			SignedPayload:   "{body}",
+			TimestampField:  "webhookTimestamp",
+			TimestampFormat: TimestampUnixMS,
+			IDHeader:        "Linear-Delivery",
+			EventHeader:     "Linear-Event",
+		},
+	},
+	{
 		Name:    "okta",
 		Summary: "Event hooks: the shared secret itself in `Authorization` (the header Okta is told to send), compared in constant time, then removed from the request.",
 		DocURL:  "https://developer.okta.com/docs/concepts/event-hooks/",
@@ -497,6 +515,8 @@ func PresetTable() string {
 			ts = "`" + key + "=` in the signature"
 		case s.TimestampHeader != "":
 			ts = "`" + s.TimestampHeader + "`"
+		case s.TimestampField != "":
+			ts = "body `" + s.TimestampField + "`"
 		}
 		if p.Tolerance > 0 {
 			ts += ", " + strings.TrimSuffix(strings.TrimSuffix(p.Tolerance.String(), "0s"), "0m") + " window"

@@ -111,6 +111,10 @@ type Scheme struct {
 	IDField        string
 	EventField     string
 	SecretEncoding SecretEncoding
+	// TimestampField names a top-level member of the (signed) JSON body
+	// that carries the timestamp checked against the replay window, for
+	// senders that put it there (Linear's webhookTimestamp).
+	TimestampField string
 	// Separator divides the entries of a stripe-format header, and
 	// TimestampKey names the entry that holds the timestamp ("" for
 	// none).
@@ -147,6 +151,10 @@ type SchemeConfig struct {
 	// The header that carries the timestamp checked against the replay
 	// window and used for {timestamp}.
 	TimestampHeader string `json:"timestamp_header,omitempty"`
+	// Or: a top-level member of the JSON body that carries it, a string
+	// or a whole number, checked once the signature over the body has
+	// matched (Linear's webhookTimestamp, in unix_ms).
+	TimestampField string `json:"timestamp_field,omitempty"`
 	// unix (default), unix_ms or rfc3339.
 	TimestampFormat TimestampFormat `json:"timestamp_format,omitempty"`
 	// The header that carries the delivery id, used for {id}, the
@@ -180,6 +188,7 @@ func (base SchemeConfig) merge(o SchemeConfig) SchemeConfig {
 	set((*string)(&base.Encoding), string(o.Encoding))
 	set(&base.SignedPayload, o.SignedPayload)
 	set(&base.TimestampHeader, o.TimestampHeader)
+	set(&base.TimestampField, o.TimestampField)
 	set((*string)(&base.TimestampFormat), string(o.TimestampFormat))
 	set(&base.IDHeader, o.IDHeader)
 	set(&base.EventHeader, o.EventHeader)
@@ -199,6 +208,7 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		Algorithm:       c.Algorithm,
 		Encoding:        c.Encoding,
 		TimestampHeader: http.CanonicalHeaderKey(c.TimestampHeader),
+		TimestampField:  c.TimestampField,
 		TimestampFormat: c.TimestampFormat,
 		IDHeader:        http.CanonicalHeaderKey(c.IDHeader),
 		EventHeader:     http.CanonicalHeaderKey(c.EventHeader),
@@ -275,6 +285,9 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		if seg.Kind == TokenHeader {
 			s.signedHeaders = append(s.signedHeaders, seg.Text)
 		}
+	}
+	if s.TimestampField != "" && (s.hasTimestamp() || !s.Payload.Uses(TokenBody)) {
+		return nil, fmt.Errorf("timestamp_field reads the timestamp from the signed body: it takes no timestamp_header, and the signed_payload must cover {body}")
 	}
 	if s.Payload.Uses(TokenTimestamp) && !s.hasTimestamp() {
 		return nil, fmt.Errorf("signed_payload uses {timestamp} but the scheme has no timestamp_header")

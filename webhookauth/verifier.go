@@ -79,6 +79,7 @@ type Verification struct {
 	// sum holds that MAC.
 	matched int
 	sum     [64]byte
+	now     time.Time
 	// For asymmetric algorithms: the SHA-256 state, and the whole signed
 	// payload (ed25519 signs the message itself, not a digest).
 	digest hash.Hash
@@ -132,7 +133,7 @@ func errOf(rej *Rejection) error {
 func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Rejection) {
 	st := v.pool.Get().(*Verification)
 	// Nothing of the previous request may survive an early return.
-	st.Timestamp, st.ID, st.matched = "", "", -1
+	st.Timestamp, st.ID, st.matched, st.now = "", "", -1, now
 	st.values = payloadValues{}
 	s := v.scheme
 	if rej := s.parseSignature(r.Header[s.SignatureHeader], &st.cands); rej != nil {
@@ -201,13 +202,20 @@ func (st *Verification) checkTimestamp(r *http.Request, now time.Time) *Rejectio
 		}
 		ts = vals[0]
 	}
+	return st.checkTime(ts)
+}
+
+// checkTime parses the timestamp as sent and checks it against the
+// replay window.
+func (st *Verification) checkTime(ts string) *Rejection {
+	s := st.v.scheme
 	t, ok := s.parseTimestamp(ts)
 	if !ok {
 		return reject(ReasonTimestampInvalid, "the timestamp is not a valid "+string(s.TimestampFormat)+" time")
 	}
 	st.Timestamp = ts
 	if tol := st.v.tolerance; tol > 0 {
-		if d := now.Sub(t); d > tol || d < -tol {
+		if d := st.now.Sub(t); d > tol || d < -tol {
 			return reject(ReasonTimestampOutOfWindow, "the timestamp is more than "+tol.String()+" away from the server's clock")
 		}
 	}
@@ -249,7 +257,25 @@ func (st *Verification) finish(body []byte) (int, *Rejection) {
 	if st.matched < 0 {
 		return -1, signatureMismatch
 	}
+	if rej := st.checkBodyTimestamp(body); rej != nil {
+		st.matched = -1
+		return -1, rej
+	}
 	return st.matched, nil
+}
+
+// checkBodyTimestamp checks a timestamp carried in the signed body, once
+// the signature has shown the body to be the sender's.
+func (st *Verification) checkBodyTimestamp(body []byte) *Rejection {
+	s := st.v.scheme
+	if s.TimestampField == "" {
+		return nil
+	}
+	ts, ok := topLevelTime(body, s.TimestampField)
+	if !ok {
+		return reject(ReasonTimestampInvalid, "the body has no single "+s.TimestampField+" member")
+	}
+	return st.checkTime(ts)
 }
 
 // finishAsym checks the signature with the public keys.
@@ -277,6 +303,10 @@ func (st *Verification) finishAsym(body []byte) (int, *Rejection) {
 	}
 	if st.matched < 0 {
 		return -1, signatureMismatch
+	}
+	if rej := st.checkBodyTimestamp(body); rej != nil {
+		st.matched = -1
+		return -1, rej
 	}
 	// What identifies the delivery for dedup: the signed payload's
 	// digest (an ECDSA signature is randomized, so it cannot serve).

@@ -240,8 +240,8 @@ func TestRoundTripEveryPreset(t *testing.T) {
 		t.Fatalf("testSecrets covers %d presets, there are %d", len(testSecrets), len(PresetNames()))
 	}
 	now := time.Unix(1_800_000_000, 0)
-	body := []byte(`{"id":"evt_1","type":"ping","data":{"n":1}}`)
 	for _, name := range PresetNames() {
+		body := testBody(name, 1, now)
 		t.Run(name, func(t *testing.T) {
 			sec := testSecrets[name]
 			// Rotation: the verifier knows the new and the old secret;
