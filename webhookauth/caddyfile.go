@@ -30,6 +30,8 @@ import (
 //		signed_payload   <template>
 //		timestamp_header <name>
 //		timestamp_field  <json member>   # or: the timestamp in the signed JSON body
+//		public_url       <origin>        # {url} starts with it (behind a TLS-terminating proxy)
+//		body_hash_query  <param>         # a signed URL's parameter holding the body's hex SHA-256
 //		timestamp_format unix|unix_ms|rfc3339
 //		id_header        <name>
 //		event_header     <name>
@@ -168,6 +170,10 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		}
 	case "timestamp_header":
 		str(&sc.TimestampHeader)
+	case "public_url":
+		str(&sc.PublicURL)
+	case "body_hash_query":
+		str(&sc.BodyHashQuery)
 	case "timestamp_field":
 		str(&sc.TimestampField)
 	case "timestamp_format":

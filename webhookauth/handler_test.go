@@ -103,6 +103,9 @@ func problemReason(t *testing.T, w *httptest.ResponseRecorder) Reason {
 // where the preset reads the time from the body (Linear).
 func testBody(name string, n int, ts time.Time) []byte {
 	p, _ := LookupPreset(name)
+	if strings.Contains(p.Scheme.SignedPayload, "{form}") {
+		return []byte("id=evt_1&type=ping&n=" + strconv.Itoa(n))
+	}
 	extra := ""
 	if f := p.Scheme.TimestampField; f != "" {
 		extra = `,"` + f + `":` + formatTimestamp(p.Scheme.TimestampFormat, ts)

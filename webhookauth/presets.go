@@ -343,6 +343,22 @@ var catalogue = []Preset{
 		},
 	},
 	{
+		Name:    "twilio",
+		Summary: "`X-Twilio-Signature: <base64 HMAC-SHA1 of the URL + the form parameters sorted by name, each name then value>`; for JSON bodies the signed URL carries `bodySHA256`, which must be the body's SHA-256. The auth token is the secret.",
+		DocURL:  "https://www.twilio.com/docs/usage/webhooks/webhooks-security",
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-Twilio-Signature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA1,
+			Encoding:        EncodingBase64,
+			SignedPayload:   "{url}{form}",
+			BodyHashQuery:   "bodySHA256",
+			URLPortVariants: true,
+		},
+		Unsigned: noIDNoTimestamp + "; `I-Twilio-Idempotency-Token` is not signed",
+	},
+	{
 		Name:    "okta",
 		Summary: "Event hooks: the shared secret itself in `Authorization` (the header Okta is told to send), compared in constant time, then removed from the request.",
 		DocURL:  "https://developer.okta.com/docs/concepts/event-hooks/",

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -115,6 +117,14 @@ type Scheme struct {
 	// that carries the timestamp checked against the replay window, for
 	// senders that put it there (Linear's webhookTimestamp).
 	TimestampField string
+	// PublicURL is the scheme, host and port {url} starts with, when set.
+	PublicURL string
+	// BodyHashQuery names a query parameter of the (signed) URL that
+	// carries the hex SHA-256 of the body (Twilio's bodySHA256).
+	BodyHashQuery string
+	// URLPortVariants: the sender may sign the URL with or without its
+	// default port (Twilio).
+	URLPortVariants bool
 	// Separator divides the entries of a stripe-format header, and
 	// TimestampKey names the entry that holds the timestamp ("" for
 	// none).
@@ -170,6 +180,19 @@ type SchemeConfig struct {
 	// empty value means the header carries no timestamp).
 	SignatureSeparator string  `json:"signature_separator,omitempty"`
 	TimestampKey       *string `json:"timestamp_key,omitempty"`
+	// The scheme, host and (if not the default) port the sender
+	// addresses, such as https://hooks.example.com, for {url}: set it
+	// when a proxy in front terminates TLS or changes the port, so that
+	// {url} is the URL the sender signed. Without it, {url} is rebuilt
+	// from the connection (http or https), the Host header and the
+	// request target.
+	PublicURL string `json:"public_url,omitempty"`
+	// A query parameter of the signed URL that carries the hex SHA-256
+	// of the body, which must match (Twilio's bodySHA256).
+	BodyHashQuery string `json:"body_hash_query,omitempty"`
+	// Internal to presets: the sender may sign the URL with or without
+	// its default port.
+	URLPortVariants bool `json:"-"`
 }
 
 // merge returns base with every field that o sets replaced.
@@ -194,6 +217,8 @@ func (base SchemeConfig) merge(o SchemeConfig) SchemeConfig {
 	set(&base.EventHeader, o.EventHeader)
 	set((*string)(&base.SecretEncoding), string(o.SecretEncoding))
 	set(&base.SignatureSeparator, o.SignatureSeparator)
+	set(&base.PublicURL, o.PublicURL)
+	set(&base.BodyHashQuery, o.BodyHashQuery)
 	if o.TimestampKey != nil {
 		base.TimestampKey = o.TimestampKey
 	}
@@ -209,6 +234,9 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		Encoding:        c.Encoding,
 		TimestampHeader: http.CanonicalHeaderKey(c.TimestampHeader),
 		TimestampField:  c.TimestampField,
+		PublicURL:       strings.TrimRight(c.PublicURL, "/"),
+		BodyHashQuery:   c.BodyHashQuery,
+		URLPortVariants: c.URLPortVariants,
 		TimestampFormat: c.TimestampFormat,
 		IDHeader:        http.CanonicalHeaderKey(c.IDHeader),
 		EventHeader:     http.CanonicalHeaderKey(c.EventHeader),
@@ -285,6 +313,15 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		if seg.Kind == TokenHeader {
 			s.signedHeaders = append(s.signedHeaders, seg.Text)
 		}
+	}
+	if s.PublicURL != "" {
+		u, err := url.Parse(s.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			return nil, fmt.Errorf("public_url %q must be a scheme and host (and port), such as https://hooks.example.com", c.PublicURL)
+		}
+	}
+	if (s.PublicURL != "" || s.BodyHashQuery != "") && !s.Payload.Uses(TokenURL) {
+		return nil, fmt.Errorf("public_url and body_hash_query apply to a signed_payload with {url}")
 	}
 	if s.TimestampField != "" && (s.hasTimestamp() || !s.Payload.Uses(TokenBody)) {
 		return nil, fmt.Errorf("timestamp_field reads the timestamp from the signed body: it takes no timestamp_header, and the signed_payload must cover {body}")

@@ -3,8 +3,10 @@ package webhookauth
 import (
 	"crypto"
 	"crypto/hmac"
+	"fmt"
 	"hash"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -61,6 +63,14 @@ func (s *Scheme) SignHeaders(secret string, d Delivery) (http.Header, error) {
 		return out, nil
 	}
 	vals := payloadValues{body: d.Body, id: d.ID, timestamp: ts, method: d.Method, url: d.URL, header: out}
+	if s.Payload.Uses(TokenForm) {
+		if strings.HasPrefix(out.Get("Content-Type"), "application/x-www-form-urlencoded") {
+			var ok bool
+			if vals.form, ok = appendSortedForm(nil, d.Body); !ok {
+				return nil, fmt.Errorf("the body is not form-encoded")
+			}
+		}
+	}
 	var scratch []byte
 	var raw []byte
 	if priv != nil {

@@ -16,6 +16,7 @@ const (
 	TokenTimestamp
 	TokenMethod
 	TokenURL
+	TokenForm
 	TokenHeader
 )
 
@@ -97,10 +98,12 @@ func ParseTemplate(src string) (Template, error) {
 			seg.Kind = TokenMethod
 		case "url":
 			seg.Kind = TokenURL
+		case "form":
+			seg.Kind = TokenForm
 		default:
 			h, ok := strings.CutPrefix(name, "header.")
 			if !ok || h == "" || strings.ContainsAny(h, "{ \t") {
-				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url} or {header.NAME})", src, name)
+				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url}, {form} or {header.NAME})", src, name)
 			}
 			seg = Segment{Kind: TokenHeader, Text: http.CanonicalHeaderKey(h)}
 		}
@@ -120,6 +123,9 @@ type payloadValues struct {
 	method    string
 	url       string
 	header    http.Header
+	// form is what {form} writes: the decoded parameters of a
+	// form-encoded body, sorted by name, each as name then value.
+	form []byte
 }
 
 // writeTo writes the payload the template describes to w: a MAC, or a buffer in
@@ -144,6 +150,8 @@ func (t Template) writeTo(w interface{ Write([]byte) (int, error) }, v *payloadV
 			str(v.method)
 		case TokenURL:
 			str(v.url)
+		case TokenForm:
+			w.Write(v.form)
 		case TokenHeader:
 			if vals := v.header[s.Text]; len(vals) > 0 {
 				str(vals[0])

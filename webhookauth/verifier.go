@@ -5,7 +5,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"hash"
+	"mime"
 	"net/http"
+	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +83,10 @@ type Verification struct {
 	matched int
 	sum     [64]byte
 	now     time.Time
+	// isForm: the body is form-encoded; bodyHash: the hex SHA-256 the
+	// signed URL says the body has (Twilio's bodySHA256), if any.
+	isForm   bool
+	bodyHash string
 	// For asymmetric algorithms: the SHA-256 state, and the whole signed
 	// payload (ed25519 signs the message itself, not a digest).
 	digest hash.Hash
@@ -169,7 +176,23 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 	st.values.id = st.ID
 	st.values.timestamp = st.Timestamp
 	if s.Payload.Uses(TokenURL) {
-		st.values.url = requestURL(r)
+		st.values.url = s.requestURL(r)
+	}
+	st.isForm, st.bodyHash = false, ""
+	if s.Payload.Uses(TokenForm) {
+		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		st.isForm = mt == "application/x-www-form-urlencoded"
+	}
+	if s.BodyHashQuery != "" && r.URL != nil {
+		if hs := r.URL.Query()[s.BodyHashQuery]; len(hs) > 0 {
+			if len(hs) > 1 {
+				return st, reject(ReasonSignatureMalformed, "the URL carries "+s.BodyHashQuery+" more than once")
+			}
+			st.bodyHash = hs[0]
+			if st.bodyHash == "" {
+				return st, reject(ReasonSignatureMalformed, "the URL's "+s.BodyHashQuery+" is empty")
+			}
+		}
 	}
 	return st, nil
 }
@@ -237,20 +260,17 @@ func (st *Verification) finish(body []byte) (int, *Rejection) {
 		}
 		return -1, tokenMismatch
 	}
+	if rej := st.prepare(body); rej != nil {
+		return -1, rej
+	}
 	st.values.body = body
-	size := v.scheme.macSize
-	for i, mac := range st.macs {
-		mac.Reset()
-		if v.scheme.Algorithm == AlgorithmSHA256 {
-			mac.Write(v.keys[i])
-		}
-		v.scheme.Payload.writeTo(mac, &st.values, &st.scratch)
-		mac.Sum(st.cur[:0])
-		for j := 0; j < st.cands.n; j++ {
-			if hmac.Equal(st.cur[:size], st.cands.sig[j][:size]) && st.matched < 0 {
-				st.matched = i
-				st.sum = st.cur
-			}
+	st.macAll()
+	if st.matched < 0 && v.scheme.URLPortVariants {
+		// The sender may have signed the URL with or without its
+		// default port (Twilio's libraries accept both).
+		if alt, ok := toggleDefaultPort(st.values.url); ok {
+			st.values.url = alt
+			st.macAll()
 		}
 	}
 	st.values.body = nil
@@ -278,10 +298,110 @@ func (st *Verification) checkBodyTimestamp(body []byte) *Rejection {
 	return st.checkTime(ts)
 }
 
+// macAll computes the MAC under each key and records the first key whose
+// MAC equals a candidate.
+func (st *Verification) macAll() {
+	v := st.v
+	size := v.scheme.macSize
+	for i, mac := range st.macs {
+		mac.Reset()
+		if v.scheme.Algorithm == AlgorithmSHA256 {
+			mac.Write(v.keys[i])
+		}
+		v.scheme.Payload.writeTo(mac, &st.values, &st.scratch)
+		mac.Sum(st.cur[:0])
+		for j := 0; j < st.cands.n; j++ {
+			if hmac.Equal(st.cur[:size], st.cands.sig[j][:size]) && st.matched < 0 {
+				st.matched = i
+				st.sum = st.cur
+			}
+		}
+	}
+}
+
+// prepare does what the body must pass before its signature is checked:
+// the hash a signed URL carries for it (Twilio's bodySHA256), and the
+// form parameters {form} writes.
+func (st *Verification) prepare(body []byte) *Rejection {
+	s := st.v.scheme
+	if st.bodyHash != "" {
+		sum := sha256.Sum256(body)
+		var want [sha256.Size]byte
+		if n, ok := EncodingHex.decode(want[:], st.bodyHash); !ok || n != sha256.Size || !hmac.Equal(sum[:], want[:]) {
+			return bodyHashMismatch
+		}
+	}
+	if s.BodyHashQuery != "" && st.bodyHash == "" && !st.isForm && len(body) > 0 {
+		// Neither the form parameters nor a body hash cover it: a body
+		// nobody signed must not pass as verified.
+		return reject(ReasonSignatureMalformed, "the body is neither form-encoded nor covered by the URL's "+s.BodyHashQuery)
+	}
+	st.values.form = st.values.form[:0]
+	if st.isForm && s.Payload.Uses(TokenForm) {
+		form, ok := appendSortedForm(st.values.form, body)
+		if !ok {
+			return reject(ReasonSignatureMalformed, "the form-encoded body does not decode")
+		}
+		st.values.form = form
+	}
+	return nil
+}
+
+// appendSortedForm appends what {form} writes for a form-encoded body:
+// its decoded parameters sorted by name (values of one name sorted too),
+// each written as name then value.
+func appendSortedForm(dst, body []byte) ([]byte, bool) {
+	params, err := url.ParseQuery(string(body))
+	if err != nil {
+		return dst, false
+	}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		vals := params[k]
+		sort.Strings(vals)
+		for _, val := range vals {
+			dst = append(append(dst, k...), val...)
+		}
+	}
+	return dst, true
+}
+
+var bodyHashMismatch = reject(ReasonSignatureInvalid, "the body does not match the hash the signed URL carries")
+
+// toggleDefaultPort adds the scheme's default port to an https or http
+// URL without one, or removes it from one that has it.
+func toggleDefaultPort(u string) (string, bool) {
+	for _, d := range []struct{ scheme, port string }{{"https://", ":443"}, {"http://", ":80"}} {
+		rest, ok := strings.CutPrefix(u, d.scheme)
+		if !ok {
+			continue
+		}
+		host, path := rest, ""
+		if i := strings.IndexAny(rest, "/?"); i >= 0 {
+			host, path = rest[:i], rest[i:]
+		}
+		if h, ok := strings.CutSuffix(host, d.port); ok {
+			return d.scheme + h + path, true
+		}
+		if strings.Contains(host, ":") && !strings.HasSuffix(host, "]") {
+			return "", false // another port: nothing to toggle
+		}
+		return d.scheme + host + d.port + path, true
+	}
+	return "", false
+}
+
 // finishAsym checks the signature with the public keys.
 func (st *Verification) finishAsym(body []byte) (int, *Rejection) {
 	v := st.v
 	alg := v.scheme.Algorithm
+	if rej := st.prepare(body); rej != nil {
+		return -1, rej
+	}
 	st.values.body = body
 	var payload, digest []byte
 	if alg == AlgorithmEd25519 {
@@ -352,6 +472,15 @@ func (st *Verification) Release() {
 
 // requestURL is the full URL the sender addressed, as signed by schemes
 // that cover it: the original request, before any rewrite.
+func (s *Scheme) requestURL(r *http.Request) string {
+	if s.PublicURL != "" {
+		// Behind a proxy that terminates TLS or changes the port: the
+		// configured origin, then the path and query as they came.
+		return s.PublicURL + r.URL.RequestURI()
+	}
+	return requestURL(r)
+}
+
 func requestURL(r *http.Request) string {
 	if r.URL != nil && r.URL.IsAbs() && !strings.HasPrefix(r.RequestURI, "/") {
 		// Absolute form (GET http://host/path HTTP/1.1): the request
