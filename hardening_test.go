@@ -538,6 +538,9 @@ func TestReadmeLogFilterListsEverySignatureHeader(t *testing.T) {
 	}
 	for _, name := range webhookauth.PresetNames() {
 		p, _ := webhookauth.LookupPreset(name)
+		if p.Scheme.SignatureHeader == "" {
+			continue // the signature is in the body (Mailgun, Adyen)
+		}
 		line := "request>headers>" + http.CanonicalHeaderKey(p.Scheme.SignatureHeader) + " delete"
 		if !strings.Contains(string(raw), line) {
 			t.Errorf("README's log filter lacks %q (%s)", line, name)

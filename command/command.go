@@ -76,9 +76,22 @@ func writeProviders(w io.Writer) error {
 		if aliases == "" {
 			aliases = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, aliases, p.Key, p.Scheme.SignatureHeader, p.DocURL)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, aliases, p.Key, signatureWhere(p), p.DocURL)
 	}
 	return tw.Flush()
+}
+
+// signatureWhere is the header that carries a provider's signature, or
+// body:PATH for one carried in the JSON body.
+func signatureWhere(p webhookauth.Preset) string {
+	if p.Scheme.SignatureHeader != "" {
+		return p.Scheme.SignatureHeader
+	}
+	where := p.Scheme.SignatureField
+	if p.Scheme.SignatureItems != "" {
+		where = p.Scheme.SignatureItems + "." + where
+	}
+	return "body:" + where
 }
 
 // deliveryFlags are the flags sign and send share.

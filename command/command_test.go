@@ -213,7 +213,7 @@ func TestProvidersList(t *testing.T) {
 		t.Fatalf("%d lines:\n%s", len(lines), b.String())
 	}
 	for i, p := range webhookauth.Catalogue() {
-		if f := strings.Fields(lines[i+1]); f[0] != p.Name || f[3] != p.Scheme.SignatureHeader {
+		if f := strings.Fields(lines[i+1]); f[0] != p.Name || f[3] != signatureWhere(p) {
 			t.Fatalf("line %q for %s", lines[i+1], p.Name)
 		}
 	}

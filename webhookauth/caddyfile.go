@@ -30,6 +30,8 @@ import (
 //		signed_payload   <template>
 //		timestamp_header <name>
 //		timestamp_field  <json member>   # or: the timestamp in the signed JSON body
+//		signature_field  <json path>     # or: the signature in the JSON body
+//		signature_items  <json path>     # each of these objects carries one
 //		public_url       <origin>        # {url} starts with it (behind a TLS-terminating proxy)
 //		body_hash_query  <param>         # a signed URL's parameter holding the body's hex SHA-256
 //		timestamp_format unix|unix_ms|rfc3339
@@ -170,6 +172,10 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		}
 	case "timestamp_header":
 		str(&sc.TimestampHeader)
+	case "signature_field":
+		str(&sc.SignatureField)
+	case "signature_items":
+		str(&sc.SignatureItems)
 	case "public_url":
 		str(&sc.PublicURL)
 	case "body_hash_query":

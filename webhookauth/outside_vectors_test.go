@@ -88,6 +88,8 @@ func presetOf(vec moreVector) string {
 		return "hubspot_v1"
 	case strings.HasPrefix(vec.Name, "hubspot-v2"):
 		return "hubspot_v2"
+	case vec.Provider == "adyen" && vec.Variant == "banking":
+		return "adyen_platform"
 	}
 	return vec.Provider
 }
@@ -123,8 +125,8 @@ func TestOutsideVectors(t *testing.T) {
 				t.Fatalf("expect %s, got %v (checked by %s)", vec.Expect, rej, vec.CheckedBy)
 			}
 			// A valid vector with one body byte changed must fail,
-			// wherever the scheme covers the body.
-			if vec.Expect == "valid" && len(body) > 0 && v.scheme.Algorithm != AlgorithmToken {
+			// wherever the scheme signs the body's bytes.
+			if vec.Expect == "valid" && len(body) > 0 && v.scheme.Payload.Uses(TokenBody) && v.scheme.Algorithm != AlgorithmToken {
 				tampered := bytes.Clone(body)
 				tampered[len(tampered)/2] ^= 1
 				if _, rej := verify(v, r, tampered, now); rej == nil {
@@ -343,5 +345,53 @@ func TestTwilioPublicURLAndUncoveredBodies(t *testing.T) {
 	}
 	if err := (&Handler{Provider: "twilio", Secrets: []string{"s"}, SchemeConfig: SchemeConfig{PublicURL: "https://x/path"}}).Validate(); err == nil {
 		t.Fatal("a public_url with a path loaded")
+	}
+}
+
+// Bad inputs for the schemes whose signature is in the JSON body: each
+// gets its status and reason and never reaches the backend.
+func TestJSONSignedBodies(t *testing.T) {
+	vecs := map[string]moreVector{}
+	for _, v := range loadVectors(t, "providers-more.json") {
+		vecs[v.Name] = v
+	}
+	mg, ad := vecs["mailgun-valid"], vecs["adyen-standard-published"]
+	noWindow := caddy.Duration(0)
+	mailgun := newHandler(t, &Handler{Provider: "mailgun", Secrets: []string{mg.Secret}, Tolerance: &noWindow})
+	adyen := newHandler(t, &Handler{Provider: "adyen", Secrets: []string{ad.Secret}})
+	// Adyen's one published item, twice: both must verify; then with the
+	// second one altered.
+	item := ad.Body[strings.Index(ad.Body, "[")+1 : strings.LastIndex(ad.Body, "]")]
+	twice := strings.Replace(ad.Body, item, item+","+item, 1)
+	badSecond := strings.Replace(ad.Body, item, item+","+strings.Replace(item, `"value":1130`, `"value":1131`, 1), 1)
+	for _, c := range []struct {
+		name string
+		h    *Handler
+		body string
+		want Reason
+	}{
+		{"mailgun valid", mailgun, mg.Body, ""},
+		{"mailgun not JSON", mailgun, "token=x&signature=y", ReasonSignatureMalformed},
+		{"mailgun two documents", mailgun, mg.Body + mg.Body, ReasonSignatureMalformed},
+		{"mailgun no signature object", mailgun, `{"event-data":{}}`, ReasonSignatureMissing},
+		{"mailgun signature not hex", mailgun, strings.Replace(mg.Body, `"signature":"655b`, `"signature":"zz5b`, 1), ReasonSignatureMalformed},
+		{"mailgun stale timestamp", newHandler(t, &Handler{Provider: "mailgun", Secrets: []string{mg.Secret}}), mg.Body, ReasonTimestampOutOfWindow},
+		{"adyen published", adyen, ad.Body, ""},
+		{"adyen two good items", adyen, twice, ""},
+		{"adyen second item altered", adyen, badSecond, ReasonSignatureInvalid},
+		{"adyen no items", adyen, `{"live":"false","notificationItems":[]}`, ReasonSignatureMissing},
+		{"adyen item without signature", adyen, `{"notificationItems":[{"NotificationRequestItem":{"pspReference":"1"}}]}`, ReasonSignatureMissing},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/hook", strings.NewReader(c.body))
+		w, _, be := dedupSend(t, c.h, r)
+		if c.want == "" {
+			if be.calls != 1 || be.body == nil || string(be.body) != c.body {
+				t.Errorf("%s: %d %s", c.name, w.Code, w.Body.String())
+			}
+			continue
+		}
+		if be.calls != 0 || problemReason(t, w) != c.want {
+			t.Errorf("%s: %d %s, want %s", c.name, w.Code, w.Body.String(), c.want)
+		}
 	}
 }

@@ -359,6 +359,54 @@ var catalogue = []Preset{
 		Unsigned: noIDNoTimestamp + "; `I-Twilio-Idempotency-Token` is not signed",
 	},
 	{
+		Name:      "mailgun",
+		Summary:   "the JSON body's `signature` object: `signature` = hex HMAC-SHA256 of `timestamp` + `token` under the webhook signing key",
+		DocURL:    "https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks",
+		Key:       KeySecret,
+		Tolerance: 5 * time.Minute,
+		Scheme: SchemeConfig{
+			SignatureField:  "signature.signature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingHex,
+			SignedPayload:   "{json:signature.timestamp}{json:signature.token}",
+			TimestampField:  "signature.timestamp",
+			TimestampFormat: TimestampUnix,
+		},
+		Unsigned: "**the whole `event-data`**: only `timestamp` and `token` are signed, so the event can be altered in transit; keep the endpoint on HTTPS",
+	},
+	{
+		Name:    "adyen",
+		Summary: "standard notifications: each item's `additionalData.hmacSignature` = base64 HMAC-SHA256 of `pspReference:originalReference:merchantAccountCode:merchantReference:value:currency:eventCode:success` under the hex HMAC key; every item must verify",
+		DocURL:  "https://docs.adyen.com/development-resources/webhooks/secure-webhooks/verify-hmac-signatures/",
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureItems:  "notificationItems.[].NotificationRequestItem",
+			SignatureField:  "additionalData.hmacSignature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingBase64,
+			SignedPayload:   "{json:pspReference}:{json:originalReference}:{json:merchantAccountCode}:{json:merchantReference}:{json:amount.value}:{json:amount.currency}:{json:eventCode}:{json:success}",
+			SecretEncoding:  SecretHex,
+		},
+		Unsigned: "every field outside the eight signed ones (event date, payment method, additional data, …); no timestamp",
+	},
+	{
+		Name:    "adyen_platform",
+		Summary: "Balance Platform and Management API webhooks: `HmacSignature: <base64 HMAC-SHA256(body)>` under the hex HMAC key",
+		DocURL:  "https://docs.adyen.com/development-resources/webhooks/secure-webhooks/verify-hmac-signatures/#verify-using-hmac-signature-header",
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureHeader: "HmacSignature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingBase64,
+			SignedPayload:   "{body}",
+			SecretEncoding:  SecretHex,
+		},
+		Unsigned: noIDNoTimestamp,
+	},
+	{
 		Name:    "okta",
 		Summary: "Event hooks: the shared secret itself in `Authorization` (the header Okta is told to send), compared in constant time, then removed from the request.",
 		DocURL:  "https://developer.okta.com/docs/concepts/event-hooks/",
@@ -573,7 +621,7 @@ func LogFilter() string {
 		// Caddy logs header names as Go canonicalizes them, and the
 		// filter matches them exactly.
 		h := http.CanonicalHeaderKey(p.Scheme.SignatureHeader)
-		if !seen[h] {
+		if h != "" && !seen[h] {
 			seen[h] = true
 			b.WriteString("\t\trequest>headers>" + h + " delete\n")
 		}

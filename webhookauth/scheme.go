@@ -117,6 +117,11 @@ type Scheme struct {
 	// that carries the timestamp checked against the replay window, for
 	// senders that put it there (Linear's webhookTimestamp).
 	TimestampField string
+	// SignatureField is where a signature carried in the JSON body is
+	// (a dotted path), instead of a header; SignatureItems, when set,
+	// names the objects that each carry one ("[]" fans out over arrays).
+	SignatureField string
+	SignatureItems string
 	// PublicURL is the scheme, host and port {url} starts with, when set.
 	PublicURL string
 	// BodyHashQuery names a query parameter of the (signed) URL that
@@ -190,6 +195,14 @@ type SchemeConfig struct {
 	// A query parameter of the signed URL that carries the hex SHA-256
 	// of the body, which must match (Twilio's bodySHA256).
 	BodyHashQuery string `json:"body_hash_query,omitempty"`
+	// Instead of a header: where the signature is in the JSON body, as a
+	// dotted path of member names (Mailgun's signature.signature), and,
+	// for bodies that carry one signature per item, the path to the items
+	// ("[]" for each element of an array: Adyen's
+	// notificationItems.[].NotificationRequestItem), each of which must
+	// verify. The signed payload then writes fields with {json:PATH}.
+	SignatureField string `json:"signature_field,omitempty"`
+	SignatureItems string `json:"signature_items,omitempty"`
 	// Internal to presets: the sender may sign the URL with or without
 	// its default port.
 	URLPortVariants bool `json:"-"`
@@ -218,6 +231,8 @@ func (base SchemeConfig) merge(o SchemeConfig) SchemeConfig {
 	set((*string)(&base.SecretEncoding), string(o.SecretEncoding))
 	set(&base.SignatureSeparator, o.SignatureSeparator)
 	set(&base.PublicURL, o.PublicURL)
+	set(&base.SignatureField, o.SignatureField)
+	set(&base.SignatureItems, o.SignatureItems)
 	set(&base.BodyHashQuery, o.BodyHashQuery)
 	if o.TimestampKey != nil {
 		base.TimestampKey = o.TimestampKey
@@ -235,6 +250,8 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		TimestampHeader: http.CanonicalHeaderKey(c.TimestampHeader),
 		TimestampField:  c.TimestampField,
 		PublicURL:       strings.TrimRight(c.PublicURL, "/"),
+		SignatureField:  c.SignatureField,
+		SignatureItems:  c.SignatureItems,
 		BodyHashQuery:   c.BodyHashQuery,
 		URLPortVariants: c.URLPortVariants,
 		TimestampFormat: c.TimestampFormat,
@@ -245,8 +262,14 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 	if c.SignaturePrefix != nil {
 		s.Prefix = *c.SignaturePrefix
 	}
-	if s.SignatureHeader == "" {
-		return nil, fmt.Errorf("no signature_header: name a provider or set signature_header")
+	if s.SignatureHeader == "" && s.SignatureField == "" {
+		return nil, fmt.Errorf("no signature_header: name a provider or set signature_header (or signature_field)")
+	}
+	if s.SignatureField != "" && s.SignatureHeader != "" {
+		return nil, fmt.Errorf("signature_field and signature_header exclude each other")
+	}
+	if s.SignatureItems != "" && s.SignatureField == "" {
+		return nil, fmt.Errorf("signature_items needs signature_field")
 	}
 	if s.Format == "" {
 		s.Format = FormatPlain
@@ -314,6 +337,9 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 			s.signedHeaders = append(s.signedHeaders, seg.Text)
 		}
 	}
+	if s.SignatureField != "" && (s.Format != FormatPlain || s.Algorithm == AlgorithmToken || s.Algorithm.asymmetric()) {
+		return nil, fmt.Errorf("signature_field takes an HMAC or hash algorithm and the plain format")
+	}
 	if s.PublicURL != "" {
 		u, err := url.Parse(s.PublicURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
@@ -323,8 +349,8 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 	if (s.PublicURL != "" || s.BodyHashQuery != "") && !s.Payload.Uses(TokenURL) {
 		return nil, fmt.Errorf("public_url and body_hash_query apply to a signed_payload with {url}")
 	}
-	if s.TimestampField != "" && (s.hasTimestamp() || !s.Payload.Uses(TokenBody)) {
-		return nil, fmt.Errorf("timestamp_field reads the timestamp from the signed body: it takes no timestamp_header, and the signed_payload must cover {body}")
+	if s.TimestampField != "" && (s.hasTimestamp() || !(s.Payload.Uses(TokenBody) || s.Payload.usesJSON(s.TimestampField))) {
+		return nil, fmt.Errorf("timestamp_field reads the timestamp from the signed body: it takes no timestamp_header, and the signed_payload must cover {body} or {json:%s}", s.TimestampField)
 	}
 	if s.Payload.Uses(TokenTimestamp) && !s.hasTimestamp() {
 		return nil, fmt.Errorf("signed_payload uses {timestamp} but the scheme has no timestamp_header")

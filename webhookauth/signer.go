@@ -27,6 +27,9 @@ type Delivery struct {
 // subcommand use it; it is not on the request path. For an asymmetric
 // scheme, secret is the sender's private key (see ParsePrivateKey).
 func (s *Scheme) SignHeaders(secret string, d Delivery) (http.Header, error) {
+	if s.SignatureField != "" {
+		return nil, fmt.Errorf("this scheme carries its signature in the JSON body (%s), not in a header", s.signaturePath())
+	}
 	var key []byte
 	var priv crypto.Signer
 	var err error

@@ -17,6 +17,7 @@ const (
 	TokenMethod
 	TokenURL
 	TokenForm
+	TokenJSON
 	TokenHeader
 )
 
@@ -43,6 +44,16 @@ func (t Template) String() string { return t.source }
 func (t Template) Uses(k TokenKind) bool {
 	for _, s := range t.Segments {
 		if s.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+// usesJSON reports whether the template writes the JSON field at path.
+func (t Template) usesJSON(path string) bool {
+	for _, s := range t.Segments {
+		if s.Kind == TokenJSON && s.Text == path {
 			return true
 		}
 	}
@@ -100,10 +111,19 @@ func ParseTemplate(src string) (Template, error) {
 			seg.Kind = TokenURL
 		case "form":
 			seg.Kind = TokenForm
+		case "json:":
+			return Template{}, fmt.Errorf("signed_payload %q: {json:} needs a path, such as {json:signature.token}", src)
 		default:
+			if path, ok := strings.CutPrefix(name, "json:"); ok {
+				if strings.Contains(path, "..") || strings.HasPrefix(path, ".") || strings.HasSuffix(path, ".") || strings.ContainsAny(path, "{ \t") {
+					return Template{}, fmt.Errorf("signed_payload %q: {json:%s} is not a dotted path of member names", src, path)
+				}
+				seg = Segment{Kind: TokenJSON, Text: path}
+				break
+			}
 			h, ok := strings.CutPrefix(name, "header.")
 			if !ok || h == "" || strings.ContainsAny(h, "{ \t") {
-				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url}, {form} or {header.NAME})", src, name)
+				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url}, {form}, {json:PATH} or {header.NAME})", src, name)
 			}
 			seg = Segment{Kind: TokenHeader, Text: http.CanonicalHeaderKey(h)}
 		}
@@ -126,6 +146,8 @@ type payloadValues struct {
 	// form is what {form} writes: the decoded parameters of a
 	// form-encoded body, sorted by name, each as name then value.
 	form []byte
+	// json is the object {json:PATH} reads fields of.
+	json map[string]any
 }
 
 // writeTo writes the payload the template describes to w: a MAC, or a buffer in
@@ -152,6 +174,11 @@ func (t Template) writeTo(w interface{ Write([]byte) (int, error) }, v *payloadV
 			str(v.url)
 		case TokenForm:
 			w.Write(v.form)
+		case TokenJSON:
+			val, found := jsonLookup(v.json, s.Text)
+			if text, ok := jsonText(val, found); ok {
+				str(text)
+			}
 		case TokenHeader:
 			if vals := v.header[s.Text]; len(vals) > 0 {
 				str(vals[0])

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/json"
 	"hash"
 	"mime"
 	"net/http"
@@ -87,6 +88,8 @@ type Verification struct {
 	// signed URL says the body has (Twilio's bodySHA256), if any.
 	isForm   bool
 	bodyHash string
+	// doc is the decoded body of a scheme that signs JSON fields.
+	doc any
 	// For asymmetric algorithms: the SHA-256 state, and the whole signed
 	// payload (ed25519 signs the message itself, not a digest).
 	digest hash.Hash
@@ -143,7 +146,10 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 	st.Timestamp, st.ID, st.matched, st.now = "", "", -1, now
 	st.values = payloadValues{}
 	s := v.scheme
-	if rej := s.parseSignature(r.Header[s.SignatureHeader], &st.cands); rej != nil {
+	st.doc = nil
+	if s.SignatureField != "" {
+		st.cands.reset() // the signature is in the body: see finishJSON
+	} else if rej := s.parseSignature(r.Header[s.SignatureHeader], &st.cands); rej != nil {
 		return st, rej
 	}
 	for _, name := range s.signedHeaders {
@@ -252,6 +258,9 @@ func (st *Verification) finish(body []byte) (int, *Rejection) {
 	if v.scheme.Algorithm.asymmetric() {
 		return st.finishAsym(body)
 	}
+	if v.scheme.SignatureField != "" {
+		return st.finishJSON(body)
+	}
 	if v.scheme.Algorithm == AlgorithmToken {
 		for i := range v.digests {
 			if hmac.Equal(st.cands.sig[0][:sha256.Size], v.digests[i][:]) {
@@ -291,7 +300,17 @@ func (st *Verification) checkBodyTimestamp(body []byte) *Rejection {
 	if s.TimestampField == "" {
 		return nil
 	}
-	ts, ok := topLevelTime(body, s.TimestampField)
+	var ts string
+	var ok bool
+	if st.doc != nil {
+		v, found := jsonLookup(st.doc, s.TimestampField)
+		if _, isNum := v.(json.Number); isNum || found {
+			ts, ok = jsonText(v, found)
+			ok = ok && ts != ""
+		}
+	} else {
+		ts, ok = topLevelTime(body, s.TimestampField)
+	}
 	if !ok {
 		return reject(ReasonTimestampInvalid, "the body has no single "+s.TimestampField+" member")
 	}
@@ -464,6 +483,7 @@ func (st *Verification) MAC() []byte {
 // Release returns the verification's state to its verifier's pool.
 func (st *Verification) Release() {
 	st.values = payloadValues{}
+	st.doc = nil
 	if cap(st.msg) > maxPooledMsg {
 		st.msg = nil // a large body's copy is not kept for reuse
 	}

@@ -152,6 +152,19 @@ func signed(t testing.TB, provider, secret string, body []byte, ts time.Time) *h
 	return r
 }
 
+// headerSigned lists the presets whose signature travels in a header:
+// all but those that sign fields of the JSON body and carry the
+// signature in it (Mailgun, Adyen), which TestJSONSignedBodies covers.
+func headerSigned() []string {
+	var names []string
+	for _, name := range PresetNames() {
+		if p, _ := LookupPreset(name); p.Scheme.SignatureField == "" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 // pubVerifier is a Verifier for a public-key preset with the given keys.
 func pubVerifier(t testing.TB, provider string, tolerance time.Duration, pubs ...string) *Verifier {
 	t.Helper()
@@ -228,6 +241,10 @@ var testSecrets = func() map[string][2]string {
 			m[p.Name] = testPrivateKeys[p.Scheme.Algorithm]
 			continue
 		}
+		if p.Scheme.SecretEncoding == SecretHex {
+			m[p.Name] = [2]string{"44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056", "A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90"}
+			continue
+		}
 		if p.Scheme.SecretEncoding == SecretWhsec {
 			m[p.Name] = [2]string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC1mb3ItdGVzdHM="}
 			continue
@@ -242,7 +259,7 @@ func TestRoundTripEveryPreset(t *testing.T) {
 		t.Fatalf("testSecrets covers %d presets, there are %d", len(testSecrets), len(PresetNames()))
 	}
 	now := time.Unix(1_800_000_000, 0)
-	for _, name := range PresetNames() {
+	for _, name := range headerSigned() {
 		body := testBody(name, 1, now)
 		t.Run(name, func(t *testing.T) {
 			sec := testSecrets[name]
