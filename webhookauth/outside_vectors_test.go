@@ -73,13 +73,6 @@ func (vec moreVector) request() (*http.Request, []byte) {
 	return r, []byte(body)
 }
 
-// notYet names the vectors of a variant the engine does not verify yet,
-// so that none is skipped silently.
-var notYet = map[string]string{
-	"twilio-sharedkey-sha256-valid":          "Twilio SharedKey: the algorithm comes from X-Twilio-Webhooks-Signature-Settings",
-	"twilio-sharedkey-sha256-tampered-param": "Twilio SharedKey: the algorithm comes from X-Twilio-Webhooks-Signature-Settings",
-}
-
 // presetOf names the preset for a vector where the provider's name alone
 // does not: HubSpot's older signatures have presets of their own.
 func presetOf(vec moreVector) string {
@@ -101,7 +94,7 @@ func TestOutsideVectors(t *testing.T) {
 	checked, tamperedChecks := map[string]int{}, map[string]int{}
 	for _, vec := range vecs {
 		p, err := LookupPreset(presetOf(vec))
-		if err != nil || vec.Kind != "delivery" || vec.Variant == "v1a" || notYet[vec.Name] != "" {
+		if err != nil || vec.Kind != "delivery" || vec.Variant == "v1a" {
 			continue
 		}
 		if vec.CheckedBy == "" {
@@ -392,6 +385,48 @@ func TestJSONSignedBodies(t *testing.T) {
 		}
 		if be.calls != 0 || problemReason(t, w) != c.want {
 			t.Errorf("%s: %d %s, want %s", c.name, w.Code, w.Body.String(), c.want)
+		}
+	}
+}
+
+// Twilio's settings header: HMAC_SHA256 switches the MAC, HMAC_SHA1
+// keeps it, anything else or a repeated header is malformed.
+func TestTwilioSettingsHeader(t *testing.T) {
+	secret := "twilio-shared-key-0123456789"
+	h := newHandler(t, &Handler{Provider: "twilio", Secrets: []string{secret}})
+	body := "A=1&B=2"
+	for _, c := range []struct {
+		settings []string
+		want     Reason
+	}{
+		{nil, ""},
+		{[]string{"key=k1,algorithm=HMAC_SHA256"}, ""},
+		{[]string{"key=k1,algorithm=HMAC_SHA1"}, ""},
+		{[]string{"key=k1,algorithm=HMAC_MD5"}, ReasonSignatureMalformed},
+		{[]string{"key=k1,algorithm=HMAC_SHA256", "key=k1,algorithm=HMAC_SHA256"}, ReasonSignatureMalformed},
+	} {
+		d := Delivery{Body: []byte(body), URL: "http://example.com/hook",
+			Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}}
+		if len(c.settings) > 0 {
+			d.Header["X-Twilio-Webhooks-Signature-Settings"] = c.settings[:1]
+		}
+		hdr, err := h.verifier.scheme.SignHeaders(secret, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodPost, "/hook", strings.NewReader(body))
+		for k, v := range hdr {
+			r.Header[k] = v
+		}
+		if c.settings != nil {
+			r.Header["X-Twilio-Webhooks-Signature-Settings"] = c.settings
+		}
+		w, _, be := dedupSend(t, h, r)
+		if c.want == "" && be.calls != 1 {
+			t.Errorf("%v: %d %s", c.settings, w.Code, w.Body.String())
+		}
+		if c.want != "" && (be.calls != 0 || problemReason(t, w) != c.want) {
+			t.Errorf("%v: %d %s, want %s", c.settings, w.Code, w.Body.String(), c.want)
 		}
 	}
 }

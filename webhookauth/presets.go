@@ -344,7 +344,7 @@ var catalogue = []Preset{
 	},
 	{
 		Name:    "twilio",
-		Summary: "`X-Twilio-Signature: <base64 HMAC-SHA1 of the URL + the form parameters sorted by name, each name then value>`; for JSON bodies the signed URL carries `bodySHA256`, which must be the body's SHA-256. The auth token is the secret.",
+		Summary: "`X-Twilio-Signature: <base64 HMAC-SHA1 of the URL + the form parameters sorted by name, each name then value>`; for JSON bodies the signed URL carries `bodySHA256`, which must be the body's SHA-256. The auth token is the secret; with a SharedKey (`X-Twilio-Webhooks-Signature-Settings: …,algorithm=HMAC_SHA256`), HMAC-SHA256 under that key, which may be listed as a second secret.",
 		DocURL:  "https://www.twilio.com/docs/usage/webhooks/webhooks-security",
 		Key:     KeySecret,
 		Scheme: SchemeConfig{
@@ -355,6 +355,7 @@ var catalogue = []Preset{
 			SignedPayload:   "{url}{form}",
 			BodyHashQuery:   "bodySHA256",
 			URLPortVariants: true,
+			SettingsHeader:  "X-Twilio-Webhooks-Signature-Settings",
 		},
 		Unsigned: noIDNoTimestamp + "; `I-Twilio-Idempotency-Token` is not signed",
 	},

@@ -130,6 +130,10 @@ type Scheme struct {
 	// URLPortVariants: the sender may sign the URL with or without its
 	// default port (Twilio).
 	URLPortVariants bool
+	// SettingsHeader names a header in which the sender may say that it
+	// signed with HMAC-SHA256 ("…,algorithm=HMAC_SHA256") instead of the
+	// scheme's algorithm (Twilio's SharedKey).
+	SettingsHeader string
 	// Separator divides the entries of a stripe-format header, and
 	// TimestampKey names the entry that holds the timestamp ("" for
 	// none).
@@ -204,8 +208,9 @@ type SchemeConfig struct {
 	SignatureField string `json:"signature_field,omitempty"`
 	SignatureItems string `json:"signature_items,omitempty"`
 	// Internal to presets: the sender may sign the URL with or without
-	// its default port.
-	URLPortVariants bool `json:"-"`
+	// its default port; a header may switch the algorithm to HMAC-SHA256.
+	URLPortVariants bool   `json:"-"`
+	SettingsHeader  string `json:"-"`
 }
 
 // merge returns base with every field that o sets replaced.
@@ -254,6 +259,7 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		SignatureItems:  c.SignatureItems,
 		BodyHashQuery:   c.BodyHashQuery,
 		URLPortVariants: c.URLPortVariants,
+		SettingsHeader:  http.CanonicalHeaderKey(c.SettingsHeader),
 		TimestampFormat: c.TimestampFormat,
 		IDHeader:        http.CanonicalHeaderKey(c.IDHeader),
 		EventHeader:     http.CanonicalHeaderKey(c.EventHeader),

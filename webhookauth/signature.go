@@ -17,6 +17,10 @@ type candidates struct {
 	sig [maxCandidates][maxSigSize]byte
 	len [maxCandidates]int
 	n   int
+	// macSize, when not 0, is the MAC length this request's signatures
+	// must have (a request that names another algorithm: Twilio's
+	// SharedKey); otherwise the scheme's.
+	macSize int
 	// timestamp is the t= value of a stripe-format header.
 	timestamp string
 }
@@ -24,6 +28,14 @@ type candidates struct {
 func (c *candidates) reset() {
 	c.n = 0
 	c.timestamp = ""
+}
+
+// size is the MAC length candidates must have under scheme s.
+func (c *candidates) size(s *Scheme) int {
+	if c.macSize != 0 {
+		return c.macSize
+	}
+	return s.macSize
 }
 
 // parseSignature finds and decodes the signatures in the values of the
@@ -130,7 +142,7 @@ func (s *Scheme) addCandidate(c *candidates, text string) bool {
 	if s.Algorithm.asymmetric() {
 		ok = s.Algorithm.sigLenOK(n)
 	} else {
-		ok = n == s.macSize
+		ok = n == c.size(s)
 	}
 	if !ok {
 		return false

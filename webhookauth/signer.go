@@ -3,6 +3,7 @@ package webhookauth
 import (
 	"crypto"
 	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"hash"
 	"net/http"
@@ -84,7 +85,9 @@ func (s *Scheme) SignHeaders(secret string, d Delivery) (http.Header, error) {
 		}
 	} else {
 		var mac hash.Hash
-		if s.Algorithm == AlgorithmSHA256 {
+		if s.SettingsHeader != "" && strings.Contains(out.Get(s.SettingsHeader), "algorithm=HMAC_SHA256") {
+			mac = hmac.New(sha256.New, key)
+		} else if s.Algorithm == AlgorithmSHA256 {
 			mac = s.newHash()
 			mac.Write(key)
 		} else {

@@ -49,6 +49,9 @@ func NewVerifier(scheme *Scheme, keys [][]byte, tolerance time.Duration) *Verifi
 				} else {
 					st.macs[i] = hmac.New(scheme.newHash, k)
 				}
+				if scheme.SettingsHeader != "" {
+					st.macs256 = append(st.macs256, hmac.New(sha256.New, k))
+				}
 			}
 		}
 		return st
@@ -90,6 +93,10 @@ type Verification struct {
 	bodyHash string
 	// doc is the decoded body of a scheme that signs JSON fields.
 	doc any
+	// sha256: the request's settings header says HMAC-SHA256, so macs256
+	// (one per key) verify it.
+	sha256  bool
+	macs256 []hash.Hash
 	// For asymmetric algorithms: the SHA-256 state, and the whole signed
 	// payload (ed25519 signs the message itself, not a digest).
 	digest hash.Hash
@@ -149,8 +156,20 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 	st.doc = nil
 	if s.SignatureField != "" {
 		st.cands.reset() // the signature is in the body: see finishJSON
-	} else if rej := s.parseSignature(r.Header[s.SignatureHeader], &st.cands); rej != nil {
-		return st, rej
+	} else {
+		st.sha256 = false
+		if s.SettingsHeader != "" {
+			if rej := st.readSettings(r.Header[s.SettingsHeader]); rej != nil {
+				return st, rej
+			}
+		}
+		st.cands.macSize = 0
+		if st.sha256 {
+			st.cands.macSize = sha256.Size
+		}
+		if rej := s.parseSignature(r.Header[s.SignatureHeader], &st.cands); rej != nil {
+			return st, rej
+		}
 	}
 	for _, name := range s.signedHeaders {
 		if len(r.Header[name]) > 1 {
@@ -317,12 +336,40 @@ func (st *Verification) checkBodyTimestamp(body []byte) *Rejection {
 	return st.checkTime(ts)
 }
 
+// readSettings reads a settings header such as
+// "key=…,algorithm=HMAC_SHA256" (Twilio's SharedKey).
+func (st *Verification) readSettings(vals []string) *Rejection {
+	s := st.v.scheme
+	if len(vals) == 0 {
+		return nil
+	}
+	if len(vals) > 1 {
+		return reject(ReasonSignatureMalformed, "the "+s.SettingsHeader+" header is sent more than once")
+	}
+	for _, entry := range strings.Split(vals[0], ",") {
+		if alg, ok := cutKey(strings.TrimSpace(entry), "algorithm"); ok {
+			switch alg {
+			case "HMAC_SHA256":
+				st.sha256 = true
+				return nil
+			case "HMAC_SHA1":
+				return nil
+			}
+			return reject(ReasonSignatureMalformed, "the "+s.SettingsHeader+" header names an unknown algorithm")
+		}
+	}
+	return nil
+}
+
 // macAll computes the MAC under each key and records the first key whose
 // MAC equals a candidate.
 func (st *Verification) macAll() {
 	v := st.v
-	size := v.scheme.macSize
-	for i, mac := range st.macs {
+	size, macs := v.scheme.macSize, st.macs
+	if st.sha256 {
+		size, macs = sha256.Size, st.macs256
+	}
+	for i, mac := range macs {
 		mac.Reset()
 		if v.scheme.Algorithm == AlgorithmSHA256 {
 			mac.Write(v.keys[i])
