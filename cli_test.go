@@ -2,6 +2,8 @@ package caddywebhookauth_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -69,6 +71,31 @@ func TestCLISign(t *testing.T) {
 	_, stderr, code = runCLI(t, nil, nil, "webhook", "sign", "-p", "github")
 	if code == 0 || !strings.Contains(stderr, "--secret") {
 		t.Fatalf("no secret: exit %d, stderr %s", code, stderr)
+	}
+
+	// Discord signs with a private key: --private-key-env, and the
+	// signature verifies under its public key.
+	seed := strings.Repeat("5a", 32)
+	out, stderr, code = runCLI(t, []string{"CLI_DISCORD_KEY=" + seed}, body,
+		"webhook", "sign", "-p", "discord", "--private-key-env", "CLI_DISCORD_KEY", "--timestamp", "1750000000")
+	if code != 0 || !strings.Contains(out, "X-Signature-Ed25519: ") || !strings.Contains(out, "X-Signature-Timestamp: 1750000000") {
+		t.Fatalf("discord: exit %d, stdout %q, stderr %s", code, out, stderr)
+	}
+	raw, _ := hex.DecodeString(seed)
+	pub := ed25519.NewKeyFromSeed(raw).Public().(ed25519.PublicKey)
+	var sig string
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "X-Signature-Ed25519: "); ok {
+			sig = v
+		}
+	}
+	sigBytes, _ := hex.DecodeString(sig)
+	if !ed25519.Verify(pub, append([]byte("1750000000"), body...), sigBytes) {
+		t.Fatal("the discord signature does not verify under the key's public half")
+	}
+	_, stderr, code = runCLI(t, nil, body, "webhook", "sign", "-p", "discord", "--secret", "x")
+	if code == 0 || !strings.Contains(stderr, "--private-key") {
+		t.Fatalf("discord with --secret: exit %d, stderr %s", code, stderr)
 	}
 }
 

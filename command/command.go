@@ -100,6 +100,8 @@ func deliveryFlags(cmd *cobra.Command) {
 	f.StringP("provider", "p", "", "provider preset: "+strings.Join(webhookauth.PresetNames(), ", "))
 	f.StringP("secret", "s", "", "the webhook secret (prefer --secret-env)")
 	f.String("secret-env", "", "name of an environment variable holding the secret")
+	f.String("private-key", "", "for providers that sign with a private key (discord, sendgrid): a private key of your own, PEM or a hex ed25519 seed (prefer --private-key-env)")
+	f.String("private-key-env", "", "name of an environment variable holding the private key")
 	f.StringP("body-file", "f", "", "file holding the body (default: standard input)")
 	f.String("id", "", "delivery id, for providers that send one (default: a fresh id)")
 	f.Int64("timestamp", 0, "Unix time to sign at, for providers that sign one (default: now)")
@@ -181,21 +183,36 @@ func readDelivery(fl caddycmd.Flags, stdin io.Reader) (*delivery, error) {
 	if provider == "" {
 		return nil, errors.New("--provider is required (one of " + strings.Join(webhookauth.PresetNames(), ", ") + ")")
 	}
-	secret := fl.String("secret")
-	if env := fl.String("secret-env"); env != "" {
+	p, err := webhookauth.LookupPreset(provider)
+	if err != nil {
+		return nil, err
+	}
+	// A provider that signs with a private key takes --private-key(-env);
+	// the others take --secret(-env).
+	flag, envFlag := "secret", "secret-env"
+	if p.Key == webhookauth.KeyPublic {
+		flag, envFlag = "private-key", "private-key-env"
+		if fl.String("secret") != "" || fl.String("secret-env") != "" {
+			return nil, fmt.Errorf("%s signs with a private key: use --private-key or --private-key-env", p.Name)
+		}
+	} else if fl.String("private-key") != "" || fl.String("private-key-env") != "" {
+		return nil, fmt.Errorf("%s signs with a shared secret: use --secret or --secret-env", p.Name)
+	}
+	secret := fl.String(flag)
+	if env := fl.String(envFlag); env != "" {
 		if secret != "" {
-			return nil, errors.New("use --secret or --secret-env, not both")
+			return nil, fmt.Errorf("use --%s or --%s, not both", flag, envFlag)
 		}
 		secret = os.Getenv(env)
 		if secret == "" {
-			return nil, fmt.Errorf("--secret-env %s: the variable is not set or empty", env)
+			return nil, fmt.Errorf("--%s %s: the variable is not set or empty", envFlag, env)
 		}
 	}
 	if secret == "" {
-		return nil, errors.New("--secret or --secret-env is required")
+		return nil, fmt.Errorf("--%s or --%s is required", flag, envFlag)
 	}
 	var body []byte
-	var err error
+
 	if file := fl.String("body-file"); file != "" {
 		body, err = os.ReadFile(file)
 	} else {
