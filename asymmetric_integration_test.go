@@ -10,23 +10,33 @@ import (
 	"testing"
 )
 
+// vector is an entry of the SDK-checked vectors (webhookauth/testdata,
+// a copy of the project's shared/vectors/providers-more.json).
+type vector struct {
+	Provider, Name, Variant, Kind, Expect, Secret, Body string
+	PublicKey                                           string `json:"public_key"`
+	Headers                                             map[string]string
+}
+
+func sharedVectors(t *testing.T) []vector {
+	t.Helper()
+	raw, err := os.ReadFile("webhookauth/testdata/providers-more.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vecs []vector
+	if err := json.Unmarshal(raw, &vecs); err != nil {
+		t.Fatal(err)
+	}
+	return vecs
+}
+
 // Discord and SendGrid deliveries, from the SDK-checked vectors, through
 // a real Caddy with the public keys in the Caddyfile: the valid ones
 // reach the backend byte for byte, the forged ones (Discord's probe with
 // a bad signature among them) get 401.
 func TestPublicKeyPresetsThroughCaddy(t *testing.T) {
-	raw, err := os.ReadFile("webhookauth/testdata/providers-more.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vecs []struct {
-		Provider, Name, Kind, Expect, Body string
-		PublicKey                          string `json:"public_key"`
-		Headers                            map[string]string
-	}
-	if err := json.Unmarshal(raw, &vecs); err != nil {
-		t.Fatal(err)
-	}
+	vecs := sharedVectors(t)
 	keys := map[string]string{}
 	for _, v := range vecs {
 		if v.Provider == "discord" || v.Provider == "sendgrid" {

@@ -7,12 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -144,16 +142,7 @@ func TestEveryPresetThroughCaddy(t *testing.T) {
 // The presets whose signature is in the JSON body (Mailgun, Adyen),
 // through a real Caddy with their SDK-checked vectors.
 func TestBodySignedPresetsThroughCaddy(t *testing.T) {
-	raw, err := os.ReadFile("webhookauth/testdata/providers-more.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vecs []struct {
-		Provider, Name, Variant, Kind, Expect, Secret, Body string
-	}
-	if err := json.Unmarshal(raw, &vecs); err != nil {
-		t.Fatal(err)
-	}
+	vecs := sharedVectors(t)
 	secrets := map[string]string{}
 	for _, v := range vecs {
 		if (v.Provider == "mailgun" || v.Provider == "adyen") && v.Variant == "" {

@@ -37,8 +37,8 @@ func loadVectors(t *testing.T, file string) []moreVector {
 	return vs
 }
 
-// presetVerifier compiles a preset with the given secrets.
-func presetVerifier(t testing.TB, provider string, tolerance time.Duration, secrets ...string) *Verifier {
+// compiledPreset is a preset's scheme, compiled.
+func compiledPreset(t testing.TB, provider string) *Scheme {
 	t.Helper()
 	p, err := LookupPreset(provider)
 	if err != nil {
@@ -48,6 +48,13 @@ func presetVerifier(t testing.TB, provider string, tolerance time.Duration, secr
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// presetVerifier compiles a preset with the given secrets.
+func presetVerifier(t testing.TB, provider string, tolerance time.Duration, secrets ...string) *Verifier {
+	t.Helper()
+	s := compiledPreset(t, provider)
 	if s.Algorithm.asymmetric() {
 		// secrets are private keys here: verify with their public keys.
 		_, pubs := keyFields(t, provider, secrets...)
@@ -168,14 +175,7 @@ func headerSigned() []string {
 // pubVerifier is a Verifier for a public-key preset with the given keys.
 func pubVerifier(t testing.TB, provider string, tolerance time.Duration, pubs ...string) *Verifier {
 	t.Helper()
-	p, err := LookupPreset(provider)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := p.Scheme.Compile()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := compiledPreset(t, provider)
 	var keys []crypto.PublicKey
 	for _, text := range pubs {
 		k, err := ParsePublicKey(s.Algorithm, text)
