@@ -272,7 +272,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			h.setHeaders(w.Header(), d)
 		}
 		if h.Count == CountRejected {
-			return h.serveCharged(w, r, next, repl, key)
+			return h.serveCharged(w, r, next, key)
 		}
 		return next.ServeHTTP(w, r)
 	}
@@ -297,7 +297,7 @@ var rateLimited = &gate.Rejection{
 
 // serveCharged passes the request on and spends an event of key if it
 // was rejected for something the sender did.
-func (h *Handler) serveCharged(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer, key string) error {
+func (h *Handler) serveCharged(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key string) error {
 	err := next.ServeHTTP(w, r)
 	reason, refused := gate.Refused(r.Context())
 	if !refused || !reason.SenderFault() {

@@ -347,12 +347,9 @@ func resolveSecrets(secrets []string, enc SecretEncoding) ([][]byte, error) {
 	repl := caddy.NewReplacer()
 	keys := make([][]byte, 0, len(secrets))
 	for i, s := range secrets {
-		if ph := emptyPlaceholder(repl, s); ph != "" {
-			return nil, fmt.Errorf("secret %d (%s) resolved to an empty value: is the environment variable set or the file present?", i, ph)
-		}
-		val := repl.ReplaceKnown(s, "")
-		if strings.TrimSpace(val) == "" {
-			return nil, fmt.Errorf("secret %d (%s) is empty or only white space", i, placeholderOnly(s))
+		val, err := resolveKeyText(repl, "secret", i, s)
+		if err != nil {
+			return nil, err
 		}
 		key, err := enc.Key(val)
 		if err != nil {
@@ -361,6 +358,20 @@ func resolveSecrets(secrets []string, enc SecretEncoding) ([][]byte, error) {
 		keys = append(keys, key)
 	}
 	return keys, nil
+}
+
+// resolveKeyText resolves the placeholders of the i-th secret or public
+// key (kind) as written. One that resolves empty anywhere, or to white
+// space only, is an error that names the placeholder, never a value.
+func resolveKeyText(repl *caddy.Replacer, kind string, i int, text string) (string, error) {
+	if ph := emptyPlaceholder(repl, text); ph != "" {
+		return "", fmt.Errorf("%s %d (%s) resolved to an empty value: is the environment variable set or the file present?", kind, i, ph)
+	}
+	val := repl.ReplaceKnown(text, "")
+	if strings.TrimSpace(val) == "" {
+		return "", fmt.Errorf("%s %d (%s) is empty or only white space", kind, i, placeholderOnly(text))
+	}
+	return val, nil
 }
 
 // provisionVerifiers sets up the verifier for the scheme and, where a
@@ -410,12 +421,9 @@ func resolvePublicKeys(keys []string, alg Algorithm) ([]crypto.PublicKey, error)
 	repl := caddy.NewReplacer()
 	out := make([]crypto.PublicKey, 0, len(keys))
 	for i, k := range keys {
-		if ph := emptyPlaceholder(repl, k); ph != "" {
-			return nil, fmt.Errorf("public_key %d (%s) resolved to an empty value: is the environment variable set or the file present?", i, ph)
-		}
-		val := repl.ReplaceKnown(k, "")
-		if strings.TrimSpace(val) == "" {
-			return nil, fmt.Errorf("public_key %d is empty", i)
+		val, err := resolveKeyText(repl, "public_key", i, k)
+		if err != nil {
+			return nil, err
 		}
 		pub, err := ParsePublicKey(alg, val)
 		if err != nil {

@@ -142,8 +142,11 @@ type Scheme struct {
 
 	newHash func() hash.Hash
 	macSize int
-	// signedHeaders are the headers the signed payload inserts.
-	signedHeaders []string
+	// signedHeaders are the headers the signed payload inserts, and the
+	// flags say which request-derived values it uses, so that a request
+	// computes only those.
+	signedHeaders                []string
+	signsID, signsURL, signsForm bool
 }
 
 // SchemeConfig holds the generic scheme fields as they appear in JSON and
@@ -343,6 +346,7 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 			s.signedHeaders = append(s.signedHeaders, seg.Text)
 		}
 	}
+	s.signsID, s.signsURL, s.signsForm = s.Payload.Uses(TokenID), s.Payload.Uses(TokenURL), s.Payload.Uses(TokenForm)
 	if s.SignatureField != "" && (s.Format != FormatPlain || s.Algorithm == AlgorithmToken || s.Algorithm.asymmetric()) {
 		return nil, fmt.Errorf("signature_field takes an HMAC or hash algorithm and the plain format")
 	}

@@ -94,7 +94,8 @@ func (h *Handler) claim(r *http.Request, repl *caddy.Replacer, d *delivery) {
 		return
 	}
 	d.token = rand.Uint64()
-	res, err := h.dedup.Claim(r.Context(), h.dedupNS+d.dedupKey, d.token, time.Duration(h.DedupClaimTTL))
+	d.dedupKey = h.dedupNS + d.dedupKey // the handler's scope, once
+	res, err := h.dedup.Claim(r.Context(), d.dedupKey, d.token, time.Duration(h.DedupClaimTTL))
 	if err != nil {
 		h.metrics.claimErr.Inc()
 		allow := h.OnStoreError == gate.OnStoreErrorAllow
@@ -133,7 +134,7 @@ func (h *Handler) serveClaimed(w http.ResponseWriter, r *http.Request, next cadd
 	done := err == nil && status >= 200 && status < 300
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), finishTimeout)
 	defer cancel()
-	if ferr := h.dedup.Finish(ctx, h.dedupNS+d.dedupKey, d.token, done, time.Duration(h.Dedup)); ferr != nil {
+	if ferr := h.dedup.Finish(ctx, d.dedupKey, d.token, done, time.Duration(h.Dedup)); ferr != nil {
 		// The claim expires on its own; a retry then goes through.
 		h.metrics.finErr.Inc()
 		if ce, suppressed := h.storeLog.Check(h.logger, zapcore.WarnLevel, "webhook dedup finish failed", h.now()); ce != nil {

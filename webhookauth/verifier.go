@@ -151,13 +151,11 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 	st := v.pool.Get().(*Verification)
 	// Nothing of the previous request may survive an early return.
 	st.Timestamp, st.ID, st.matched, st.now = "", "", -1, now
-	st.values = payloadValues{}
+	st.values, st.doc = payloadValues{}, nil
+	st.sha256, st.isForm, st.bodyHash = false, false, ""
+	st.cands.reset()
 	s := v.scheme
-	st.doc = nil
-	if s.SignatureField != "" {
-		st.cands.reset() // the signature is in the body: see finishJSON
-	} else {
-		st.sha256 = false
+	if s.SignatureField == "" { // else the signature is in the body: see finishJSON
 		if s.SettingsHeader != "" {
 			if rej := st.readSettings(r.Header[s.SettingsHeader]); rej != nil {
 				return st, rej
@@ -180,7 +178,7 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 	}
 	st.values = payloadValues{method: r.Method, header: r.Header}
 	if s.hasTimestamp() {
-		if rej := st.checkTimestamp(r, now); rej != nil {
+		if rej := st.checkTimestamp(r); rej != nil {
 			return st, rej
 		}
 	}
@@ -194,17 +192,16 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 				return st, deliveryIDTooLong
 			}
 			st.ID = ids[0]
-		} else if s.Payload.Uses(TokenID) {
+		} else if s.signsID {
 			return st, reject(ReasonSignatureMalformed, "the request has no "+s.IDHeader+" header, which the signature covers")
 		}
 	}
 	st.values.id = st.ID
 	st.values.timestamp = st.Timestamp
-	if s.Payload.Uses(TokenURL) {
+	if s.signsURL {
 		st.values.url = s.requestURL(r)
 	}
-	st.isForm, st.bodyHash = false, ""
-	if s.Payload.Uses(TokenForm) {
+	if s.signsForm {
 		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		st.isForm = mt == "application/x-www-form-urlencoded"
 	}
@@ -232,7 +229,7 @@ const MaxDeliveryIDLength = 256
 
 var deliveryIDTooLong = reject(ReasonDeliveryIDInvalid, "the delivery id is longer than "+strconv.Itoa(MaxDeliveryIDLength)+" bytes")
 
-func (st *Verification) checkTimestamp(r *http.Request, now time.Time) *Rejection {
+func (st *Verification) checkTimestamp(r *http.Request) *Rejection {
 	s := st.v.scheme
 	var ts string
 	if s.timestampInSignature() {
@@ -403,7 +400,7 @@ func (st *Verification) prepare(body []byte) *Rejection {
 		return reject(ReasonSignatureMalformed, "the body is neither form-encoded nor covered by the URL's "+s.BodyHashQuery)
 	}
 	st.values.form = st.values.form[:0]
-	if st.isForm && s.Payload.Uses(TokenForm) {
+	if st.isForm {
 		form, ok := appendSortedForm(st.values.form, body)
 		if !ok {
 			return reject(ReasonSignatureMalformed, "the form-encoded body does not decode")
@@ -513,10 +510,13 @@ func (a *appender) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// MAC returns the MAC that matched in Finish: the same bytes for the same
-// signed payload and key, however the sender wrote the signature header
-// (letter case, entry order, padding). Nil for token schemes, which sign
-// nothing, and before a match. The caller must not keep it past Release.
+// MAC returns what identifies the verified payload for dedup: the MAC
+// that matched in Finish (the same bytes for the same signed payload and
+// key, however the sender wrote the signature header: letter case, entry
+// order, padding), or for a public-key scheme the SHA-256 of the signed
+// payload (an ECDSA signature is randomized). Nil for token schemes,
+// which sign nothing, and before a match. The caller must not keep it
+// past Release.
 func (st *Verification) MAC() []byte {
 	if st.matched < 0 || st.v.scheme.Algorithm == AlgorithmToken {
 		return nil
