@@ -141,3 +141,9 @@ func (e SecretEncoding) Key(secret string) ([]byte, error) {
 func unsafeBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
+
+// unsafeString views b as a string without copying. The caller must not
+// change b while the string is in use, nor keep the string.
+func unsafeString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}

@@ -2,7 +2,12 @@ package webhookauth
 
 import (
 	"bytes"
+	"encoding/json"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -133,12 +138,12 @@ func FuzzEncodingDecode(f *testing.F) {
 func FuzzTopLevelString(f *testing.F) {
 	for _, seed := range []string{
 		`{"id":"evt_1","type":"a"}`, `{"data":{"id":"nested"},"id":"top"}`, `{"id":1}`, `{"a":[1,"}",{"b":"]"}],"id":"x\"y"}`,
-		`[]`, `{`, `{"id"`, `{"id":"`, ` { "id" : "s" } `, `{"i\u0064":"esc"}`,
+		`[]`, `{`, `{"id"`, `{"id":"`, ` { "id" : "s" } `, `{"i\u0064":"esc"}`, `{"ID":"a","id":"b"}`, `{"\u0130d":"x"}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, ok := topLevelString(body, "id")
+		got, ok := bodyString(body, "id")
 		var doc map[string]any
 		if err := jsonUnmarshal(body, &doc); err != nil {
 			return // not a JSON object: any answer is acceptable as long as nothing panics
@@ -146,6 +151,13 @@ func FuzzTopLevelString(f *testing.F) {
 		want, isStr := doc["id"].(string)
 		if ok && (!isStr || got != want) {
 			t.Fatalf("%q: got %q, encoding/json says %v", body, got, doc["id"])
+		}
+		// A Go backend decoding into a struct matches the name in any
+		// letter case and keeps the last copy: whenever the scanner
+		// answers, that backend reads the same value.
+		var st struct{ ID any }
+		if ok && (jsonUnmarshal(body, &st) != nil || st.ID != want) {
+			t.Fatalf("%q: got %q, a struct field reads %v", body, got, st.ID)
 		}
 	})
 }
@@ -174,21 +186,24 @@ func FuzzParsePublicKey(f *testing.F) {
 	})
 }
 
-// FuzzSortedForm: canonicalising a form body is deterministic and does
-// not depend on the order of its parameters.
+// FuzzSortedForm: the allocation-free canonicaliser agrees with one
+// built on net/url.ParseQuery, and does not depend on the order of the
+// parameters.
 func FuzzSortedForm(f *testing.F) {
-	for _, s := range []string{"a=1&b=2", "b=2&a=1", "Body=Hi+there%2C+caf%C3%A9", "a=%zz", "a&a=&a=1", ""} {
+	for _, s := range []string{"a=1&b=2", "b=2&a=1", "Body=Hi+there%2C+caf%C3%A9", "a=%zz", "a&a=&a=1", "", "a=1;b=2", "&&a=%4", "%41=%42&A=b", "a=1&a=0&a="} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
 		got, ok := appendSortedForm(nil, []byte(body))
+		want, wantOK := referenceSortedForm(body)
+		if ok != wantOK || string(got) != string(want) {
+			t.Fatalf("%q: got %q, %v; net/url gives %q, %v", body, got, ok, want, wantOK)
+		}
 		if !ok {
 			return
 		}
 		parts := strings.Split(body, "&")
-		for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
-			parts[i], parts[j] = parts[j], parts[i]
-		}
+		slices.Reverse(parts)
 		again, ok := appendSortedForm(nil, []byte(strings.Join(parts, "&")))
 		if !ok || string(again) != string(got) {
 			t.Fatalf("%q: %q, reversed %q", body, got, again)
@@ -196,26 +211,74 @@ func FuzzSortedForm(f *testing.F) {
 	})
 }
 
-// FuzzJSONFields: extracting fields and items from any body never panics,
-// and a path found in a document built from the fuzzed text reads back.
+// referenceSortedForm is {form} written the obvious way.
+func referenceSortedForm(body string) ([]byte, bool) {
+	params, err := url.ParseQuery(body)
+	if err != nil {
+		return nil, false
+	}
+	var out []byte
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		vals := params[k]
+		slices.Sort(vals)
+		for _, v := range vals {
+			out = append(append(out, k...), v...)
+		}
+	}
+	return out, true
+}
+
+// FuzzJSONFields: reading fields and items from any body never panics,
+// and on a valid document every field the scanner finds is the one
+// encoding/json decodes, written as the providers sign it.
 func FuzzJSONFields(f *testing.F) {
 	for _, s := range []string{
 		`{"signature":{"token":"t","timestamp":"1","signature":"ab"}}`,
 		`{"notificationItems":[{"NotificationRequestItem":{"amount":{"value":1130}}}]}`,
-		`{"a":[1,{"b":true}]}`, `[]`, `{}{}`, `{"a":1e400}`, `"x"`,
+		`{"a":[1,{"b":true}]}`, `[]`, `{}{}`, `{"a":1e400}`, `"x"`, `{"a":"\ud800x","A":1}`,
+		`{"value":[{"clientState":"s"},{"clientState":"t"}]}`, `{"a":{"b":null},"signature":{"token":"\u00e9"}}`,
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		doc, ok := decodeJSON([]byte(body))
-		if !ok {
-			return
+		b := []byte(body)
+		for _, path := range []string{"signature.token", "a", "a.b", "amount.value"} {
+			val, res := jsonLookup(b, path)
+			text, ok := appendScalar(nil, val)
+			if res != jsonFound || !ok || !json.Valid(b) {
+				continue
+			}
+			dec := json.NewDecoder(strings.NewReader(body))
+			dec.UseNumber()
+			var doc any
+			if dec.Decode(&doc) != nil {
+				t.Fatalf("%q is valid JSON that does not decode", body)
+			}
+			v := doc
+			for _, name := range strings.Split(path, ".") {
+				v = v.(map[string]any)[name]
+			}
+			var want string
+			switch w := v.(type) {
+			case string:
+				want = w
+			case json.Number:
+				want = w.String()
+			case bool:
+				want = strconv.FormatBool(w)
+			case nil:
+			default:
+				t.Fatalf("%q: %s is %T, written as %q", body, path, v, text)
+			}
+			if string(text) != want {
+				t.Fatalf("%q: %s written as %q, encoding/json reads %q", body, path, text, want)
+			}
 		}
-		for _, path := range []string{"signature.token", "a", "amount.value"} {
-			v, found := jsonLookup(doc, path)
-			jsonText(v, found)
+		for _, path := range []string{"notificationItems.[].NotificationRequestItem", "[]", "value.[]", ""} {
+			jsonEach(b, path, func(item []byte) bool {
+				jsonLookup(item, "clientState")
+				return true
+			})
 		}
-		jsonItems(doc, "notificationItems.[].NotificationRequestItem")
-		jsonItems(doc, "[]")
 	})
 }

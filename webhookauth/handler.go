@@ -615,7 +615,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	repl.Set("http.webhook.secret_index", idx)
 	d.id = ver.ID
 	if h.idField != "" && d.id == "" {
-		if bodyID, ok := topLevelString(d.body.buf, h.idField); ok {
+		if bodyID, ok := bodyString(d.body.buf, h.idField); ok {
 			if len(bodyID) > MaxDeliveryIDLength {
 				d.rej = deliveryIDTooLong
 				return
@@ -625,7 +625,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		}
 	}
 	if h.evField != "" {
-		if ev, ok := topLevelString(d.body.buf, h.evField); ok {
+		if ev, ok := bodyString(d.body.buf, h.evField); ok {
 			repl.Set("http.webhook.event", ev)
 		}
 	}

@@ -386,11 +386,22 @@ func TestJSONSignedBodies(t *testing.T) {
 		{"adyen second item altered", adyen, badSecond, ReasonSignatureInvalid},
 		{"adyen no items", adyen, `{"live":"false","notificationItems":[]}`, ReasonSignatureMissing},
 		{"adyen item without signature", adyen, `{"notificationItems":[{"NotificationRequestItem":{"pspReference":"1"}}]}`, ReasonSignatureMissing},
+		// A second copy of a signed field, or one in another letter case
+		// (which Go's encoding/json would read instead), is refused: the
+		// backend could read a value the signature does not cover.
+		{"adyen signed field twice", adyen, strings.Replace(ad.Body, `"pspReference":"7914073381342284"`, `"pspReference":"7914073381342284","pspReference":"1"`, 1), ReasonSignatureMalformed},
+		{"adyen signed field in other case", adyen, strings.Replace(ad.Body, `"success":"true"`, `"success":"true","Success":"false"`, 1), ReasonSignatureMalformed},
+		{"adyen unsigned field added in other case", adyen, strings.Replace(ad.Body, `"success":"true"`, `"success":"true","OriginalReference":"x"`, 1), ReasonSignatureMalformed},
+		{"adyen signed field is an object", adyen, strings.Replace(ad.Body, `"eventCode":"AUTHORISATION"`, `"eventCode":{}`, 1), ReasonSignatureMalformed},
+		{"adyen items twice", adyen, strings.Replace(ad.Body, `{"live":"false",`, `{"live":"false","notificationItems":[],`, 1), ReasonSignatureMalformed},
+		{"mailgun signature twice", mailgun, strings.Replace(mg.Body, `{"signature":{`, `{"signature":{},"Signature":{`, 1), ReasonSignatureMalformed},
+		{"mailgun escaped but equal", mailgun, strings.Replace(mg.Body, `"token":`, `"to\u006ben":`, 1), ""},
+		{"mailgun event-data enlarged", mailgun, strings.Replace(mg.Body, `"event":"delivered"`, `"event":"delivered","extra":[1,{"a":"]}"}]`, 1), ""},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/hook", strings.NewReader(c.body))
 		w, _, be := dedupSend(t, c.h, r)
 		if c.want == "" {
-			if be.calls != 1 || be.body == nil || string(be.body) != c.body {
+			if be.calls != 1 || string(be.body) != c.body {
 				t.Errorf("%s: %d %s", c.name, w.Code, w.Body.String())
 			}
 			continue

@@ -347,8 +347,8 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		}
 	}
 	s.signsID, s.signsURL, s.signsForm = s.Payload.Uses(TokenID), s.Payload.Uses(TokenURL), s.Payload.Uses(TokenForm)
-	if s.SignatureField != "" && (s.Format != FormatPlain || s.Algorithm == AlgorithmToken || s.Algorithm.asymmetric()) {
-		return nil, fmt.Errorf("signature_field takes an HMAC or hash algorithm and the plain format")
+	if s.SignatureField != "" && (s.Format != FormatPlain || s.Algorithm.asymmetric()) {
+		return nil, fmt.Errorf("signature_field takes an HMAC, hash or token algorithm and the plain format")
 	}
 	if s.PublicURL != "" {
 		u, err := url.Parse(s.PublicURL)

@@ -146,8 +146,11 @@ type payloadValues struct {
 	// form is what {form} writes: the decoded parameters of a
 	// form-encoded body, sorted by name, each as name then value.
 	form []byte
-	// json is the object {json:PATH} reads fields of.
-	json map[string]any
+	// json is the object {json:PATH} reads fields of (raw bytes of the
+	// body); jsonBad records a field that could not be written: ambiguous
+	// (see jsonMember), or an object or array where a value is signed.
+	json    []byte
+	jsonBad bool
 }
 
 // writeTo writes the payload the template describes to w: a MAC, or a buffer in
@@ -175,9 +178,18 @@ func (t Template) writeTo(w interface{ Write([]byte) (int, error) }, v *payloadV
 		case TokenForm:
 			w.Write(v.form)
 		case TokenJSON:
-			val, found := jsonLookup(v.json, s.Text)
-			if text, ok := jsonText(val, found); ok {
-				str(text)
+			// A missing field or null writes nothing, as the
+			// providers' libraries do.
+			val, res := jsonLookup(v.json, s.Text)
+			if res == jsonAmbiguous {
+				v.jsonBad = true
+			}
+			if res == jsonFound {
+				var ok bool
+				if *scratch, ok = appendScalar((*scratch)[:0], val); !ok {
+					v.jsonBad = true
+				}
+				w.Write(*scratch)
 			}
 		case TokenHeader:
 			if vals := v.header[s.Text]; len(vals) > 0 {

@@ -4,12 +4,9 @@ import (
 	"crypto"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/json"
 	"hash"
-	"mime"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,8 +88,11 @@ type Verification struct {
 	// signed URL says the body has (Twilio's bodySHA256), if any.
 	isForm   bool
 	bodyHash string
-	// doc is the decoded body of a scheme that signs JSON fields.
-	doc any
+	// form canonicalises a form body into formOut (see {form}); field
+	// holds a signature or token read from a JSON body, unescaped.
+	form    formCanon
+	formOut []byte
+	field   []byte
 	// sha256: the request's settings header says HMAC-SHA256, so macs256
 	// (one per key) verify it.
 	sha256  bool
@@ -151,7 +151,7 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 	st := v.pool.Get().(*Verification)
 	// Nothing of the previous request may survive an early return.
 	st.Timestamp, st.ID, st.matched, st.now = "", "", -1, now
-	st.values, st.doc = payloadValues{}, nil
+	st.values = payloadValues{}
 	st.sha256, st.isForm, st.bodyHash = false, false, ""
 	st.cands.reset()
 	s := v.scheme
@@ -202,21 +202,56 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 		st.values.url = s.requestURL(r)
 	}
 	if s.signsForm {
-		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		st.isForm = mt == "application/x-www-form-urlencoded"
+		st.isForm = isFormContentType(r.Header.Get("Content-Type"))
 	}
 	if s.BodyHashQuery != "" && r.URL != nil {
-		if hs := r.URL.Query()[s.BodyHashQuery]; len(hs) > 0 {
-			if len(hs) > 1 {
-				return st, reject(ReasonSignatureMalformed, "the URL carries "+s.BodyHashQuery+" more than once")
-			}
-			st.bodyHash = hs[0]
-			if st.bodyHash == "" {
-				return st, reject(ReasonSignatureMalformed, "the URL's "+s.BodyHashQuery+" is empty")
-			}
+		hash, n := queryParam(r.URL.RawQuery, s.BodyHashQuery)
+		switch {
+		case n > 1:
+			return st, reject(ReasonSignatureMalformed, "the URL carries "+s.BodyHashQuery+" more than once")
+		case n == 1 && hash == "":
+			return st, reject(ReasonSignatureMalformed, "the URL's "+s.BodyHashQuery+" is empty or not decodable")
 		}
+		st.bodyHash = hash
 	}
 	return st, nil
+}
+
+// isFormContentType reports whether a Content-Type names a form-encoded
+// body: its media type, before any parameters, in any letter case.
+func isFormContentType(ct string) bool {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded")
+}
+
+// queryParam returns the value of the query parameter name in a raw query
+// and how many times it appears, decoding as net/url's Query does. A
+// value that does not decode is "".
+func queryParam(raw, name string) (string, int) {
+	var val string
+	n := 0
+	for raw != "" {
+		var param string
+		param, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(param, "=")
+		if strings.ContainsAny(k, "%+") {
+			k, _ = url.QueryUnescape(k)
+		}
+		if k != name {
+			continue
+		}
+		n++
+		if strings.ContainsAny(v, "%+") {
+			var err error
+			if v, err = url.QueryUnescape(v); err != nil {
+				v = ""
+			}
+		}
+		val = v
+	}
+	return val, n
 }
 
 // maxPooledMsg is the largest ed25519 message buffer kept for reuse.
@@ -316,18 +351,8 @@ func (st *Verification) checkBodyTimestamp(body []byte) *Rejection {
 	if s.TimestampField == "" {
 		return nil
 	}
-	var ts string
-	var ok bool
-	if st.doc != nil {
-		v, found := jsonLookup(st.doc, s.TimestampField)
-		if _, isNum := v.(json.Number); isNum || found {
-			ts, ok = jsonText(v, found)
-			ok = ok && ts != ""
-		}
-	} else {
-		ts, ok = topLevelTime(body, s.TimestampField)
-	}
-	if !ok {
+	ts, ok := bodyTime(body, s.TimestampField)
+	if !ok || ts == "" {
 		return reject(ReasonTimestampInvalid, "the body has no single "+s.TimestampField+" member")
 	}
 	return st.checkTime(ts)
@@ -399,38 +424,14 @@ func (st *Verification) prepare(body []byte) *Rejection {
 		// nobody signed must not pass as verified.
 		return reject(ReasonSignatureMalformed, "the body is neither form-encoded nor covered by the URL's "+s.BodyHashQuery)
 	}
-	st.values.form = st.values.form[:0]
 	if st.isForm {
-		form, ok := appendSortedForm(st.values.form, body)
-		if !ok {
+		var ok bool
+		if st.formOut, ok = st.form.appendSorted(st.formOut[:0], body); !ok {
 			return reject(ReasonSignatureMalformed, "the form-encoded body does not decode")
 		}
-		st.values.form = form
+		st.values.form = st.formOut
 	}
 	return nil
-}
-
-// appendSortedForm appends what {form} writes for a form-encoded body:
-// its decoded parameters sorted by name (values of one name sorted too),
-// each written as name then value.
-func appendSortedForm(dst, body []byte) ([]byte, bool) {
-	params, err := url.ParseQuery(string(body))
-	if err != nil {
-		return dst, false
-	}
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		vals := params[k]
-		sort.Strings(vals)
-		for _, val := range vals {
-			dst = append(append(dst, k...), val...)
-		}
-	}
-	return dst, true
 }
 
 var bodyHashMismatch = reject(ReasonSignatureInvalid, "the body does not match the hash the signed URL carries")
@@ -530,10 +531,13 @@ func (st *Verification) MAC() []byte {
 // Release returns the verification's state to its verifier's pool.
 func (st *Verification) Release() {
 	st.values = payloadValues{}
-	st.doc = nil
 	if cap(st.msg) > maxPooledMsg {
 		st.msg = nil // a large body's copy is not kept for reuse
 	}
+	if cap(st.formOut) > maxPooledMsg {
+		st.formOut = nil
+	}
+	st.form.release()
 	st.v.pool.Put(st)
 }
 

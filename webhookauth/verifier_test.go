@@ -24,7 +24,7 @@ import (
 // loadVectors reads a vectors file of testdata: vectors.json (a copy of
 // the published vectors of the project's shared/vectors/providers.json)
 // or providers-more.json (the SDK-checked ones).
-func loadVectors(t *testing.T, file string) []moreVector {
+func loadVectors(t testing.TB, file string) []moreVector {
 	t.Helper()
 	raw, err := os.ReadFile("testdata/" + file)
 	if err != nil {
@@ -344,7 +344,7 @@ func TestTopLevelString(t *testing.T) {
 		{`{"id":"a"`, "", false},
 		{`["id"]`, "", false},
 	} {
-		got, ok := topLevelString([]byte(c.body), "id")
+		got, ok := bodyString([]byte(c.body), "id")
 		if got != c.want || ok != c.ok {
 			t.Errorf("%s: got %q, %v; want %q, %v", c.body, got, ok, c.want, c.ok)
 		}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package webhookauth
+
+const raceEnabled = false
