@@ -20,7 +20,19 @@ type vector struct {
 
 func sharedVectors(t *testing.T) []vector {
 	t.Helper()
-	raw, err := os.ReadFile("webhookauth/testdata/providers-more.json")
+	return readVectors(t, "webhookauth/testdata/providers-more.json")
+}
+
+// projectVectors reads the project's outside vectors for the presets
+// added after the shared file (same shape).
+func projectVectors(t *testing.T) []vector {
+	t.Helper()
+	return readVectors(t, "webhookauth/testdata/providers-extra.json")
+}
+
+func readVectors(t *testing.T, file string) []vector {
+	t.Helper()
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}

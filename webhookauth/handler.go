@@ -214,8 +214,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 				zap.String("provider", h.label), zap.Int("secret_index", i), zap.Int("min_length", MinSecretLength))
 		}
 	}
-	h.stripSig = scheme.Algorithm == AlgorithmToken
+	h.stripSig = scheme.Algorithm == AlgorithmToken && scheme.SignatureHeader != ""
 	if h.ForwardSignature != nil {
+		if !*h.ForwardSignature && scheme.SignatureHeader == "" {
+			return fmt.Errorf("webhook_auth %s: forward_signature off: the signature is in the body, which the gate never alters", h.label)
+		}
 		h.stripSig = !*h.ForwardSignature
 	}
 	h.readTimeout = time.Duration(h.ReadTimeout)

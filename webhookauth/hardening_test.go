@@ -2,6 +2,7 @@ package webhookauth
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"io"
 	"math/rand/v2"
@@ -366,6 +367,19 @@ func TestForwardSignature(t *testing.T) {
 		if has := got.Get(hdr) != ""; has != c.want {
 			t.Fatalf("%s forward %v: backend has %s: %v, want %v", c.provider, c.forward, hdr, has, c.want)
 		}
+	}
+}
+
+// A token carried in the body (Microsoft Graph's clientState) cannot be
+// removed without altering the body: forward_signature off is refused at
+// load, and by default the body goes on untouched.
+func TestForwardSignatureInBody(t *testing.T) {
+	off := false
+	h := &Handler{Provider: "msgraph", Secrets: []string{"graph-client-state-0123456789"}, ForwardSignature: &off}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "forward_signature off") {
+		t.Fatalf("forward_signature off with a body token: %v", err)
 	}
 }
 

@@ -154,8 +154,8 @@ var catalogue = []Preset{
 		"forgejo"), // Forgejo sends X-Gitea-Signature too, for compatibility
 	withBodyFields(bodyHMAC("intercom", "X-Hub-Signature", "sha1=", AlgorithmHMACSHA1, EncodingHex,
 		"https://developers.intercom.com/docs/references/webhooks/webhook-models", "", "", noTimestamp), "id", "topic"),
-	withAliases(bodyHMAC("meta", "X-Hub-Signature-256", "sha256=", AlgorithmHMACSHA256, EncodingHex,
-		"https://developers.facebook.com/docs/graph-api/webhooks/getting-started#validate-payloads", "", "", noIDNoTimestamp),
+	withAliases(withBodyFields(bodyHMAC("meta", "X-Hub-Signature-256", "sha256=", AlgorithmHMACSHA256, EncodingHex,
+		"https://developers.facebook.com/docs/graph-api/webhooks/getting-started#validate-payloads", "", "", noIDNoTimestamp), "", "object"),
 		"facebook_graph_api", "facebook", "instagram", "whatsapp"),
 	bodyHMAC("sentry", "Sentry-Hook-Signature", "", AlgorithmHMACSHA256, EncodingHex,
 		"https://docs.sentry.io/organization/integrations/integration-platform/webhooks/", "Request-ID", "Sentry-Hook-Resource",
@@ -196,9 +196,9 @@ var catalogue = []Preset{
 	{
 		Name:       "calendly",
 		Summary:    "`Calendly-Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256(\"{timestamp}.{body}\")>`",
-		DocURL:     "https://developer.calendly.com/api-docs/4c305798a61d3-webhook-signatures",
+		DocURL:     "https://developer.calendly.com/api-docs/overview/webhooks/webhook-signatures",
 		Key:        KeySecret,
-		Tolerance:  5 * time.Minute,
+		Tolerance:  3 * time.Minute, // the window of Calendly's documented example
 		EventField: "event",
 		Scheme:     stripeLike("Calendly-Webhook-Signature", "{timestamp}.{body}"),
 	},
@@ -413,11 +413,25 @@ var catalogue = []Preset{
 		Summary: "Event hooks: the shared secret itself in `Authorization` (the header Okta is told to send), compared in constant time, then removed from the request.",
 		DocURL:  "https://developer.okta.com/docs/concepts/event-hooks/",
 		Key:     KeySecret,
+		IDField: "eventId",
 		Scheme: SchemeConfig{
 			SignatureHeader: "Authorization",
 			Algorithm:       AlgorithmToken,
 		},
 		Unsigned: "everything: the secret proves the sender, not the body, id or time; keep the endpoint on HTTPS",
+	},
+	{
+		Name:    "msgraph",
+		Aliases: []string{"microsoft_graph"},
+		Summary: "change and lifecycle notifications: every item of `value` carries `clientState`, the secret given when the subscription was created, compared in constant time; every item must carry it",
+		DocURL:  "https://learn.microsoft.com/en-us/graph/change-notifications-delivery-webhooks",
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureItems: "value.[]",
+			SignatureField: "clientState",
+			Algorithm:      AlgorithmToken,
+		},
+		Unsigned: "everything but `clientState`, which stays in the body (the gate never alters it): anyone who has seen one notification can forge others; no id or timestamp. Keep the endpoint on HTTPS",
 	},
 }
 

@@ -22,8 +22,10 @@ import (
 )
 
 // loadVectors reads a vectors file of testdata: vectors.json (a copy of
-// the published vectors of the project's shared/vectors/providers.json)
-// or providers-more.json (the SDK-checked ones).
+// the published vectors of the project's shared/vectors/providers.json),
+// providers-more.json (the SDK-checked ones) or providers-extra.json
+// (the project's own outside vectors for the presets added since, in the
+// same shape).
 func loadVectors(t testing.TB, file string) []moreVector {
 	t.Helper()
 	raw, err := os.ReadFile("testdata/" + file)
