@@ -47,6 +47,8 @@ import (
 //		on_store_error   reject|allow
 //		read_timeout     <duration>      # default 10s
 //		forward_signature on|off         # default on; off for token schemes
+//		handshake        on|off          # answer the provider's endpoint check here (default on)
+//		verify_token     <token>         # meta: the verification request's hub.verify_token
 //	}
 func (handler *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	const name = "webhook_auth"
@@ -128,6 +130,14 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 			on := v == "on"
 			handler.ForwardSignature = &on
 		}
+	case "handshake":
+		var v string
+		if v, err = b.Choice("on", "off"); err == nil {
+			on := v == "on"
+			handler.Handshake = &on
+		}
+	case "verify_token":
+		str(&handler.VerifyToken)
 	case "store":
 		handler.Store, err = b.Choice("memory", "redis")
 	case "on_store_error":

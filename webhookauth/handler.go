@@ -2,6 +2,8 @@ package webhookauth
 
 import (
 	"crypto"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -128,6 +130,20 @@ type Handler struct {
 	// handler runs; filter it as the README shows.
 	ForwardSignature *bool `json:"forward_signature,omitempty"`
 
+	// Handshake says whether the provider's endpoint check (Zoom's
+	// url_validation, X's CRC, Meta's verification request, …; see the
+	// README) is answered here, which is the default, or passed on to the
+	// next handler (false): verified first where it is signed, and in
+	// its exact documented shape where it is not. In report mode it is
+	// always passed on. Only for presets that have one.
+	Handshake *bool `json:"handshake,omitempty"`
+
+	// VerifyToken is the token Meta's verification request must carry
+	// (hub.verify_token), chosen when the subscription is set up: a secret
+	// like any other (placeholders, refused when empty, never logged),
+	// compared in constant time.
+	VerifyToken string `json:"verify_token,omitempty"`
+
 	// The generic scheme fields; each one set overrides the preset.
 	SchemeConfig
 
@@ -141,7 +157,12 @@ type Handler struct {
 	// digest of its scope, so handlers never see each other's ids.
 	dedupNS string
 	// stripSig removes the signature header before the request goes on.
-	stripSig    bool
+	stripSig bool
+	// hs is the preset's handshake, answered here when answerHS;
+	// verifyToken is the digest of VerifyToken, if set.
+	hs          *Handshake
+	answerHS    bool
+	verifyToken *[sha256.Size]byte
 	readTimeout time.Duration
 	label       string
 	// labelValue is label boxed once for the replacer.
@@ -220,6 +241,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("webhook_auth %s: forward_signature off: the signature is in the body, which the gate never alters", h.label)
 		}
 		h.stripSig = !*h.ForwardSignature
+	}
+	if err := h.provisionHandshake(p); err != nil {
+		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
 	}
 	h.readTimeout = time.Duration(h.ReadTimeout)
 	if h.readTimeout == 0 {
@@ -321,6 +345,12 @@ func (h *Handler) Validate() error {
 	}
 	if h.ReadTimeout < 0 {
 		return fmt.Errorf("webhook_auth: read_timeout must not be negative")
+	}
+	if p, err := LookupPreset(h.Provider); h.Handshake != nil && (err != nil || p.Handshake == nil) {
+		return fmt.Errorf("webhook_auth: 'handshake' applies to providers that have one: %s", strings.Join(handshakeNames(), ", "))
+	}
+	if p, err := LookupPreset(h.Provider); h.VerifyToken != "" && (err != nil || p.Handshake == nil || p.Handshake.TokenParam == "") {
+		return fmt.Errorf("webhook_auth: 'verify_token' applies to meta's verification request")
 	}
 	if h.DedupScope != "" && !validScope(h.DedupScope) {
 		return fmt.Errorf("webhook_auth: dedup_scope %q may only contain letters, digits, '_', '.' and '-'", h.DedupScope)
@@ -487,7 +517,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.metrics.count(resultReadError)
 		return caddyhttp.Error(http.StatusBadRequest, d.err)
 	}
-	if d.rej == nil && h.dedup != nil && h.Mode != ModeReport {
+	if d.rej == nil && !d.handshake && h.dedup != nil && h.Mode != ModeReport {
 		h.claim(r, repl, &d)
 	}
 
@@ -496,6 +526,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.webhook.result", d.rej.Reason.Value())
 		h.metrics.count(string(d.rej.Reason))
 		h.logRejection(r, repl, d.rej)
+	case d.handshake:
+		repl.Set("http.webhook.result", resultHandshake)
+		h.metrics.count(resultHandshake)
 	case d.duplicate:
 		repl.Set("http.webhook.result", resultDuplicate)
 		h.metrics.count(resultDuplicate)
@@ -508,6 +541,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case d.rej != nil && h.Mode != ModeReport:
 		gate.SetRefused(r.Context(), d.rej.Reason)
 		return gate.Respond(w, d.rej, h.OnReject)
+	case d.handshake && h.answerHS:
+		return h.hs.answer(w, d.challenge, d.key)
 	case d.duplicate:
 		return writeDuplicate(w, d.id)
 	}
@@ -539,6 +574,12 @@ type delivery struct {
 	dedupKey string
 	// err is set when the body could not be read at all.
 	err error
+	// handshake: the request is the provider's handshake, answered with
+	// challenge (and key, for answers computed with one) when the
+	// handler answers handshakes, passed on otherwise; never deduplicated.
+	handshake bool
+	challenge string
+	key       []byte
 	// With dedup: claimed is true when this request holds the claim
 	// (under token), duplicate when the delivery was already delivered.
 	claimed, duplicate bool
@@ -547,7 +588,13 @@ type delivery struct {
 
 // check runs every verification step in order of cost and fills in d.
 func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, d *delivery) {
-	if !h.methodAllowed(r.Method) {
+	if h.hs != nil && !h.hs.Signed {
+		if m, ok := h.hs.matchUnsigned(r); ok {
+			h.unsignedHandshake(m, d)
+			return
+		}
+	}
+	if !h.methodAllowed(r.Method) && !(h.hs != nil && h.hs.mayBeSigned(r)) {
 		rej := reject(ReasonMethodNotAllowed, "the method "+strconv.Quote(r.Method)+" is not allowed here")
 		rej.SetHeader("Allow", h.allow)
 		d.rej = rej
@@ -616,6 +663,15 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		h.metrics.secrets[idx].Inc()
 	}
 	repl.Set("http.webhook.secret_index", idx)
+	if h.hs != nil && h.hs.Signed {
+		if c, ok := h.hs.matchVerified(r, d.body.buf); ok {
+			d.handshake, d.challenge = true, c
+			if idx < len(ver.v.keys) {
+				d.key = ver.v.keys[idx]
+			}
+			return
+		}
+	}
 	d.id = ver.ID
 	if h.idField != "" && d.id == "" {
 		if bodyID, ok := bodyString(d.body.buf, h.idField); ok {
@@ -714,3 +770,68 @@ var (
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// provisionHandshake sets up the preset's handshake: answered here
+// unless handshake is off or the handler only reports, with Meta's
+// verify_token resolved like a secret.
+func (h *Handler) provisionHandshake(p Preset) error {
+	h.hs = p.Handshake
+	if h.hs == nil {
+		return nil
+	}
+	h.answerHS = (h.Handshake == nil || *h.Handshake) && h.Mode != ModeReport
+	if h.VerifyToken != "" {
+		val, err := resolveKeyText(caddy.NewReplacer(), "verify_token", 0, h.VerifyToken)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256([]byte(val))
+		h.verifyToken = &sum
+	} else if h.hs.TokenParam != "" && h.answerHS {
+		h.logger.Warn("no verify_token: the provider's verification request will be refused; set verify_token, or handshake off to pass it to the backend",
+			zap.String("provider", h.label))
+	}
+	return nil
+}
+
+// unsignedHandshake decides an unsigned handshake recognised by its
+// shape: passed on as it came when the handler does not answer
+// handshakes; otherwise answered, after its verify token is checked where
+// it carries one. X's CRC answer is computed with the first secret.
+func (h *Handler) unsignedHandshake(m unsignedMatch, d *delivery) {
+	d.handshake = true
+	if !h.answerHS {
+		return
+	}
+	if h.hs.TokenParam != "" {
+		if h.verifyToken == nil {
+			d.rej = noVerifyToken
+			return
+		}
+		sum := sha256.Sum256([]byte(m.token))
+		if !hmac.Equal(sum[:], h.verifyToken[:]) {
+			d.rej = verifyTokenMismatch
+			return
+		}
+	}
+	d.challenge = m.challenge
+	if h.hs.Answer == AnswerCRC {
+		d.key = h.verifier.keys[0]
+	}
+}
+
+var (
+	noVerifyToken       = reject(ReasonSignatureMissing, "no verify_token is configured, so the verification request cannot be checked")
+	verifyTokenMismatch = reject(ReasonSignatureInvalid, "the verify token does not match")
+)
+
+// handshakeNames lists the presets that have a handshake.
+func handshakeNames() []string {
+	var names []string
+	for _, p := range Catalogue() {
+		if p.Handshake != nil {
+			names = append(names, p.Name)
+		}
+	}
+	return names
+}

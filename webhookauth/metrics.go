@@ -26,7 +26,7 @@ func newHandlerMetrics(provider string, secrets int, store string) handlerMetric
 		verify:  gate.VerifyDuration(provider),
 	}
 	for _, r := range []string{
-		resultVerified, resultDuplicate, resultReadError,
+		resultVerified, resultDuplicate, resultHandshake, resultReadError,
 		string(ReasonSignatureMissing), string(ReasonSignatureMalformed), string(ReasonSignatureInvalid),
 		string(ReasonTimestampInvalid), string(ReasonTimestampOutOfWindow), string(ReasonMethodNotAllowed),
 		string(ReasonBodyTooLarge), string(ReasonBodyTimeout), string(ReasonDeliveryIDInvalid),

@@ -46,6 +46,14 @@ type moreVector struct {
 	Params    map[string]string `json:"params"`
 	Seed      string            `json:"private_key_seed_hex"`
 	Note      string            `json:"note"`
+	// Response is what a challenge vector must be answered with: the
+	// status, these headers, and the body as bytes or as JSON.
+	Response struct {
+		Status  int               `json:"status"`
+		Headers map[string]string `json:"headers"`
+		Body    string            `json:"body"`
+		JSON    map[string]any    `json:"json"`
+	} `json:"response"`
 }
 
 // request builds the vector's request: its method, URL (or /hook), body

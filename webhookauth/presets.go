@@ -52,6 +52,21 @@ type Preset struct {
 	// the README; empty when it covers the body and what identifies the
 	// delivery.
 	Unsigned string
+	// Handshake is how the provider checks the endpoint, answered at the
+	// edge (see Handshake); nil for providers without one.
+	Handshake *Handshake
+}
+
+// objectBody makes a preset refuse bodies that are not JSON objects.
+func objectBody(p Preset) Preset {
+	p.Scheme.ObjectBody = true
+	return p
+}
+
+// withHandshake gives a preset its handshake.
+func withHandshake(p Preset, hs *Handshake) Preset {
+	p.Handshake = hs
+	return p
 }
 
 func prefix(s string) *string { return &s }
@@ -121,6 +136,11 @@ var catalogue = []Preset{
 			TimestampHeader: "X-Slack-Request-Timestamp",
 			TimestampFormat: TimestampUnix,
 		},
+		Handshake: &Handshake{
+			Summary: "signed `{\"type\":\"url_verification\",\"challenge\":…}`: the challenge as `text/plain`",
+			Method:  http.MethodPost, Signed: true, WhenField: "type", WhenValue: `"url_verification"`, ChallengeField: "challenge",
+			Charset: CharsetText, MaxLen: 1024, Answer: AnswerText,
+		},
 	},
 	{
 		Name:    "shopify",
@@ -147,16 +167,23 @@ var catalogue = []Preset{
 
 	bodyHMAC("bitbucket", "X-Hub-Signature", "sha256=", AlgorithmHMACSHA256, EncodingHex,
 		"https://support.atlassian.com/bitbucket-cloud/docs/manage-webhooks/", "X-Request-UUID", "X-Event-Key", noTimestamp),
-	bodyHMAC("dropbox", "X-Dropbox-Signature", "", AlgorithmHMACSHA256, EncodingHex,
-		"https://www.dropbox.com/developers/reference/webhooks", "", "", noIDNoTimestamp),
+	withHandshake(bodyHMAC("dropbox", "X-Dropbox-Signature", "", AlgorithmHMACSHA256, EncodingHex,
+		"https://www.dropbox.com/developers/reference/webhooks", "", "", noIDNoTimestamp), &Handshake{
+		Summary: "`GET ?challenge=…` (unsigned): the challenge echoed as `text/plain`",
+		Method:  http.MethodGet, Param: "challenge", Charset: CharsetToken, MaxLen: 256, Answer: AnswerText,
+	}),
 	withAliases(bodyHMAC("gitea", "X-Gitea-Signature", "", AlgorithmHMACSHA256, EncodingHex,
 		"https://docs.gitea.com/usage/webhooks", "X-Gitea-Delivery", "X-Gitea-Event", noTimestamp),
 		"forgejo"), // Forgejo sends X-Gitea-Signature too, for compatibility
 	withBodyFields(bodyHMAC("intercom", "X-Hub-Signature", "sha1=", AlgorithmHMACSHA1, EncodingHex,
 		"https://developers.intercom.com/docs/references/webhooks/webhook-models", "", "", noTimestamp), "id", "topic"),
-	withAliases(withBodyFields(bodyHMAC("meta", "X-Hub-Signature-256", "sha256=", AlgorithmHMACSHA256, EncodingHex,
+	withHandshake(withAliases(withBodyFields(bodyHMAC("meta", "X-Hub-Signature-256", "sha256=", AlgorithmHMACSHA256, EncodingHex,
 		"https://developers.facebook.com/docs/graph-api/webhooks/getting-started#validate-payloads", "", "", noIDNoTimestamp), "", "object"),
-		"facebook_graph_api", "facebook", "instagram", "whatsapp"),
+		"facebook_graph_api", "facebook", "instagram", "whatsapp"), &Handshake{
+		Summary: "`GET ?hub.mode=subscribe&hub.challenge=<digits>&hub.verify_token=…` (unsigned): the challenge as `text/plain` when `verify_token` matches",
+		Method:  http.MethodGet, Param: "hub.challenge", Fixed: []QueryValue{{"hub.mode", "subscribe"}}, TokenParam: "hub.verify_token",
+		Charset: CharsetDigits, MaxLen: 32, Answer: AnswerText,
+	}),
 	bodyHMAC("sentry", "Sentry-Hook-Signature", "", AlgorithmHMACSHA256, EncodingHex,
 		"https://docs.sentry.io/organization/integrations/integration-platform/webhooks/", "Request-ID", "Sentry-Hook-Resource",
 		"Sentry-Hook-Timestamp (sent, not signed); the delivery id"),
@@ -164,8 +191,11 @@ var catalogue = []Preset{
 		"https://www.typeform.com/developers/webhooks/secure-your-webhooks/", "", "", noTimestamp), "event_id", "event_type"),
 	withBodyFields(bodyHMAC("vercel", "X-Vercel-Signature", "", AlgorithmHMACSHA1, EncodingHex,
 		"https://vercel.com/docs/webhooks/webhooks-api#securing-webhooks", "", "", noTimestamp), "id", "type"),
-	withAliases(bodyHMAC("x", "X-Twitter-Webhooks-Signature", "sha256=", AlgorithmHMACSHA256, EncodingBase64,
-		"https://docs.x.com/x-api/webhooks/quickstart", "", "", noIDNoTimestamp), "twitter"),
+	withHandshake(objectBody(withAliases(bodyHMAC("x", "X-Twitter-Webhooks-Signature", "sha256=", AlgorithmHMACSHA256, EncodingBase64,
+		"https://docs.x.com/x-api/webhooks/quickstart", "", "", noIDNoTimestamp), "twitter")), &Handshake{
+		Summary: "CRC: `GET ?crc_token=…` (unsigned): `{\"response_token\":\"sha256=<base64 HMAC-SHA256(crc_token)>\"}` under the first secret; only tokens of letters, digits and `-_.~+/=` up to 256 bytes, which no JSON object can be, and deliveries must be JSON objects, so the answer cannot sign a delivery",
+		Method:  http.MethodGet, Param: "crc_token", Optional: []string{"nonce"}, Charset: CharsetToken, MaxLen: 256, Answer: AnswerCRC,
+	}),
 	{
 		Name:    "pagerduty",
 		Summary: "`X-PagerDuty-Signature: v1=<hex HMAC-SHA256(body)>[,v1=…]`; any entry may match (one per subscription secret).",
@@ -239,6 +269,11 @@ var catalogue = []Preset{
 			TimestampFormat: TimestampRFC3339,
 			EventHeader:     "Twitch-Eventsub-Subscription-Type",
 		},
+		Handshake: &Handshake{
+			Summary: "signed `Twitch-Eventsub-Message-Type: webhook_callback_verification`: the body's `challenge` as `text/plain`",
+			Method:  http.MethodPost, Signed: true, WhenHeader: "Twitch-Eventsub-Message-Type", WhenValue: "webhook_callback_verification",
+			ChallengeField: "challenge", Charset: CharsetText, MaxLen: 1024, Answer: AnswerText,
+		},
 	},
 	{
 		Name:       "zoom",
@@ -255,6 +290,11 @@ var catalogue = []Preset{
 			SignedPayload:   "v0:{timestamp}:{body}",
 			TimestampHeader: "X-Zm-Request-Timestamp",
 			TimestampFormat: TimestampUnix,
+		},
+		Handshake: &Handshake{
+			Summary: "signed `endpoint.url_validation`: `{\"plainToken\":…,\"encryptedToken\":<hex HMAC-SHA256(plainToken)>}` under the secret that verified it",
+			Method:  http.MethodPost, Signed: true, WhenField: "event", WhenValue: `"endpoint.url_validation"`, ChallengeField: "payload.plainToken",
+			Charset: CharsetToken, MaxLen: 256, Answer: AnswerZoom,
 		},
 	},
 	{
@@ -304,6 +344,10 @@ var catalogue = []Preset{
 			SignedPayload:   "{timestamp}{body}",
 			TimestampHeader: "X-Signature-Timestamp",
 			TimestampFormat: TimestampUnix,
+		},
+		Handshake: &Handshake{
+			Summary: "signed PING (`\"type\":1`): `{\"type\":1}`; a PING with a bad signature is refused like any forgery, as Discord's probes expect",
+			Method:  http.MethodPost, Signed: true, WhenField: "type", WhenValue: "1", Answer: AnswerFixed, AnswerBody: `{"type":1}`,
 		},
 	},
 	{
@@ -419,6 +463,11 @@ var catalogue = []Preset{
 			Algorithm:       AlgorithmToken,
 		},
 		Unsigned: "everything: the secret proves the sender, not the body, id or time; keep the endpoint on HTTPS",
+		Handshake: &Handshake{
+			Summary: "`GET` with `X-Okta-Verification-Challenge` and the secret in `Authorization`: `{\"verification\":<the header's value>}`",
+			Method:  http.MethodGet, Signed: true, Header: "X-Okta-Verification-Challenge", Charset: CharsetToken, MaxLen: 256,
+			Answer: AnswerJSON, AnswerKey: "verification",
+		},
 	},
 	{
 		Name:    "msgraph",
@@ -432,6 +481,10 @@ var catalogue = []Preset{
 			Algorithm:      AlgorithmToken,
 		},
 		Unsigned: "everything but `clientState`, which stays in the body (the gate never alters it): anyone who has seen one notification can forge others; no id or timestamp. Keep the endpoint on HTTPS",
+		Handshake: &Handshake{
+			Summary: "`POST ?validationToken=…` with no body (unsigned): the decoded token as `text/plain`",
+			Method:  http.MethodPost, Param: "validationToken", Charset: CharsetText, MaxLen: 1024, Answer: AnswerText,
+		},
 	},
 }
 

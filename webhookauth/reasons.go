@@ -33,6 +33,7 @@ const (
 const (
 	resultVerified  = "verified"
 	resultDuplicate = "duplicate"
+	resultHandshake = "handshake"
 )
 
 // reject is gate.Reject, short for the many rejections made here.

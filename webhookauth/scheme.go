@@ -130,6 +130,9 @@ type Scheme struct {
 	// URLPortVariants: the sender may sign the URL with or without its
 	// default port (Twilio).
 	URLPortVariants bool
+	// ObjectBody: a body that is not a JSON object (after white space)
+	// is refused before its MAC is computed.
+	ObjectBody bool
 	// SettingsHeader names a header in which the sender may say that it
 	// signed with HMAC-SHA256 ("…,algorithm=HMAC_SHA256") instead of the
 	// scheme's algorithm (Twilio's SharedKey).
@@ -211,9 +214,12 @@ type SchemeConfig struct {
 	SignatureField string `json:"signature_field,omitempty"`
 	SignatureItems string `json:"signature_items,omitempty"`
 	// Internal to presets: the sender may sign the URL with or without
-	// its default port; a header may switch the algorithm to HMAC-SHA256.
+	// its default port; a header may switch the algorithm to HMAC-SHA256;
+	// every delivery is a JSON object (X, whose CRC answer is the same
+	// HMAC over a token that cannot be one).
 	URLPortVariants bool   `json:"-"`
 	SettingsHeader  string `json:"-"`
+	ObjectBody      bool   `json:"-"`
 }
 
 // merge returns base with every field that o sets replaced.
@@ -262,6 +268,7 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		SignatureItems:  c.SignatureItems,
 		BodyHashQuery:   c.BodyHashQuery,
 		URLPortVariants: c.URLPortVariants,
+		ObjectBody:      c.ObjectBody,
 		SettingsHeader:  http.CanonicalHeaderKey(c.SettingsHeader),
 		TimestampFormat: c.TimestampFormat,
 		IDHeader:        http.CanonicalHeaderKey(c.IDHeader),

@@ -320,6 +320,11 @@ func (st *Verification) finish(body []byte) (int, *Rejection) {
 		}
 		return -1, tokenMismatch
 	}
+	if v.scheme.ObjectBody {
+		if i := skipSpace(body, 0); i >= len(body) || body[i] != '{' {
+			return -1, notAnObject
+		}
+	}
 	if rej := st.prepare(body); rej != nil {
 		return -1, rej
 	}
@@ -433,6 +438,8 @@ func (st *Verification) prepare(body []byte) *Rejection {
 	}
 	return nil
 }
+
+var notAnObject = reject(ReasonSignatureMalformed, "the body is not a JSON object, and this sender signs only JSON objects")
 
 var bodyHashMismatch = reject(ReasonSignatureInvalid, "the body does not match the hash the signed URL carries")
 
