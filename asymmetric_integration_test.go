@@ -16,6 +16,14 @@ type vector struct {
 	Provider, Name, Variant, Kind, Expect, Secret, Body string
 	PublicKey                                           string `json:"public_key"`
 	Headers                                             map[string]string
+	Method, URL                                         string
+	// Response is what a challenge vector must be answered with.
+	Response struct {
+		Status  int
+		Headers map[string]string
+		Body    string
+		JSON    map[string]any `json:"json"`
+	}
 }
 
 func sharedVectors(t *testing.T) []vector {
