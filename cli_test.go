@@ -180,3 +180,85 @@ func TestCLISendThroughRealCaddy(t *testing.T) {
 		t.Fatalf("wrong secret: stderr %s", stderr)
 	}
 }
+
+// TestCLIHandshakeThroughRealCaddy: `caddy webhook handshake` sends each
+// provider's endpoint check with a fresh challenge to a real Caddy that
+// answers it at the edge, and exits 0; against a route that passes the
+// handshake to a backend that does not answer it, it says what is wrong
+// and exits non-zero. No secret ever appears in what it prints.
+func TestCLIHandshakeThroughRealCaddy(t *testing.T) {
+	be := newBackend(t)
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := "cli-handshake-secret-0123456789"
+	verifyToken := "cli-verify-token-9876543210"
+	var routes strings.Builder
+	var names []string
+	for _, p := range webhookauth.Catalogue() {
+		if p.Handshake == nil {
+			continue
+		}
+		names = append(names, p.Name)
+		key := "secret {env.CLI_HS_SECRET}"
+		if p.Key == webhookauth.KeyPublic {
+			key = "public_key " + hex.EncodeToString(pub)
+		}
+		if p.Handshake.TokenParam != "" {
+			key += "\n\t\t\t\tverify_token {env.CLI_HS_TOKEN}"
+		}
+		fmt.Fprintf(&routes, `
+		route /%s {
+			webhook_auth %s {
+				%s
+			}
+			reverse_proxy %s
+		}`, p.Name, p.Name, key, be.URL)
+	}
+	fmt.Fprintf(&routes, `
+		route /passed-on {
+			webhook_auth x {
+				secret {env.CLI_HS_SECRET}
+				handshake off
+			}
+			reverse_proxy %s
+		}`, be.URL)
+	t.Setenv("CLI_HS_SECRET", secret)
+	t.Setenv("CLI_HS_TOKEN", verifyToken)
+	tester := newTester(t)
+	tester.InitServer(caddyConfig("", ":9080 {"+routes.String()+"\n}\n"), "caddyfile")
+	env := []string{"CLI_SECRET=" + secret, "CLI_KEY=" + hex.EncodeToString(priv.Seed()), "CLI_TOKEN=" + verifyToken, "CLI_WRONG=wrong-token-0123456789"}
+	for _, name := range names {
+		p, _ := webhookauth.LookupPreset(name)
+		args := []string{"webhook", "handshake", "--provider", name, base + "/" + name}
+		if p.Key == webhookauth.KeyPublic {
+			args = append(args, "--private-key-env", "CLI_KEY")
+		} else {
+			args = append(args, "--secret-env", "CLI_SECRET")
+		}
+		if p.Handshake.TokenParam != "" {
+			args = append(args, "--verify-token-env", "CLI_TOKEN")
+		}
+		out, stderr, code := runCLI(t, env, nil, args...)
+		if code != 0 || !strings.Contains(out, "ok: "+name+" would accept this endpoint") || strings.Contains(out+stderr, secret) || strings.Contains(out+stderr, verifyToken) {
+			t.Errorf("%s: exit %d\n%s%s", name, code, out, stderr)
+		}
+	}
+	// Meta's check with the wrong verify token is refused, and the
+	// command says so without printing the token.
+	out, stderr, code := runCLI(t, env, nil, "webhook", "handshake", "--provider", "meta", "--secret-env", "CLI_SECRET", "--verify-token-env", "CLI_WRONG", base+"/meta")
+	if code == 0 || !strings.Contains(out, "wrong: status 401, want 200") || strings.Contains(out+stderr, "wrong-token-0123456789") {
+		t.Errorf("meta with the wrong verify token: exit %d\n%s%s", code, out, stderr)
+	}
+	if got := be.take(); len(got) != 0 {
+		t.Fatalf("the backend got %d handshakes", len(got))
+	}
+	out, _, code = runCLI(t, env, nil, "webhook", "handshake", "--provider", "x", "--secret-env", "CLI_SECRET", base+"/passed-on")
+	if code == 0 || !strings.Contains(out, "wrong: Content-Type \"text/plain\", want application/json") {
+		t.Fatalf("a backend that does not answer the CRC: exit %d\n%s", code, out)
+	}
+	if got := be.take(); len(got) != 1 {
+		t.Fatalf("handshake off: the backend got %d requests", len(got))
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -29,7 +30,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhook",
-		Usage: "sign|send --provider <name> --secret <secret> [flags] | providers",
+		Usage: "sign|send|handshake --provider <name> --secret <secret> [flags] | providers",
 		Short: "Signs and sends webhook deliveries as a provider would",
 		Long: `
 Signs webhook deliveries exactly as a provider does, to test an endpoint
@@ -42,6 +43,11 @@ guarded by webhook_auth without waiting for the provider.
       signs and POSTs; prints the status line and the response body, and
       exits non-zero unless the answer is 2xx
 
+  caddy webhook handshake --provider zoom --secret-env ZOOM_SECRET_TOKEN https://hooks.example.com/zoom
+      sends the provider's endpoint check (Zoom's url_validation, X's CRC,
+      Meta's verification request, ...) with a fresh challenge and checks
+      the answer, step by step; exits non-zero unless it is right
+
   caddy webhook providers
       lists every provider preset: name, aliases and signature
 
@@ -50,7 +56,7 @@ The body is read from --body-file, or from standard input. --secret-env
 names an environment variable holding the secret, which keeps it out of
 the shell history and the process list.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), sendCommand(), providersCommand())
+			cmd.AddCommand(signCommand(), sendCommand(), handshakeCommand(), providersCommand())
 		},
 	})
 }
@@ -166,6 +172,124 @@ func sendCommand() *cobra.Command {
 		})(c, args)
 	}
 	return cmd
+}
+
+func handshakeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "handshake --provider <name> [--secret-env <var>] [--verify-token-env <var>] <url>",
+		Short: "Sends a provider's endpoint check and checks the answer",
+		Args:  cobra.ExactArgs(1),
+	}
+	f := cmd.Flags()
+	f.StringP("provider", "p", "", "provider preset with a handshake")
+	f.StringP("secret", "s", "", "the webhook secret, for handshakes that are signed or answered with it (prefer --secret-env)")
+	f.String("secret-env", "", "name of an environment variable holding the secret")
+	f.String("private-key", "", "for discord: a private key of your own, whose public key the endpoint holds (prefer --private-key-env)")
+	f.String("private-key-env", "", "name of an environment variable holding the private key")
+	f.String("verify-token", "", "for meta: the verify token (prefer --verify-token-env)")
+	f.String("verify-token-env", "", "name of an environment variable holding the verify token")
+	f.Duration("timeout", 10*time.Second, "how long to wait for the answer")
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+			timeout, _ := c.Flags().GetDuration("timeout")
+			ok, err := handshake(fl, args[0], timeout, c.OutOrStdout())
+			if err != nil {
+				return caddy.ExitCodeFailedStartup, err
+			}
+			if !ok {
+				return caddy.ExitCodeFailedStartup, errors.New("the endpoint did not answer the handshake as the provider expects")
+			}
+			return caddy.ExitCodeSuccess, nil
+		})(c, args)
+	}
+	return cmd
+}
+
+// handshake sends the provider's handshake to target and reports, step by
+// step, whether the answer is right. The secret never appears in what it
+// writes.
+func handshake(fl caddycmd.Flags, target string, timeout time.Duration, out io.Writer) (bool, error) {
+	p, err := webhookauth.LookupPreset(fl.String("provider"))
+	if err != nil {
+		return false, err
+	}
+	if p.Handshake == nil {
+		return false, fmt.Errorf("%s has no handshake", p.Name)
+	}
+	flag := "secret"
+	if p.Key == webhookauth.KeyPublic {
+		flag = "private-key"
+	}
+	secret, err := flagOrEnv(fl, flag)
+	if err != nil {
+		return false, err
+	}
+	needsKey := p.Handshake.Signed || p.Handshake.Answer == webhookauth.AnswerCRC || p.Handshake.Answer == webhookauth.AnswerZoom
+	if needsKey && secret == "" {
+		return false, fmt.Errorf("%s's handshake needs the %s: --%s or --%s-env", p.Name, flag, flag, flag)
+	}
+	token, err := flagOrEnv(fl, "verify-token")
+	if err != nil {
+		return false, err
+	}
+	probe, err := p.Probe(target, secret, token, time.Now())
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req := probe.Request.WithContext(ctx)
+	req.Header.Set("User-Agent", "caddy-webhook-handshake")
+	fmt.Fprintf(out, "sending %s's handshake: %s\n", p.Name, p.Handshake.Summary)
+	fmt.Fprintf(out, "  %s %s (challenge %s)\n", req.Method, redactQuery(req.URL, p.Handshake.TokenParam), probe.Challenge)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return false, err
+	}
+	fmt.Fprintf(out, "answer: %s %s, %d bytes\n", resp.Proto, resp.Status, len(body))
+	if err := probe.Check(resp.StatusCode, resp.Header.Get("Content-Type"), body); err != nil {
+		fmt.Fprintf(out, "wrong: %v\n", err)
+		return false, nil
+	}
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		fmt.Fprintln(out, "note: no X-Content-Type-Options: nosniff on the answer (webhook_auth sends it)")
+	}
+	fmt.Fprintf(out, "ok: %s would accept this endpoint\n", p.Name)
+	return true, nil
+}
+
+// flagOrEnv reads --name or the variable --name-env names; "" when
+// neither is given.
+func flagOrEnv(fl caddycmd.Flags, name string) (string, error) {
+	v := fl.String(name)
+	if env := fl.String(name + "-env"); env != "" {
+		if v != "" {
+			return "", fmt.Errorf("use --%s or --%s-env, not both", name, name)
+		}
+		if v = os.Getenv(env); v == "" {
+			return "", fmt.Errorf("--%s-env %s: the variable is not set or empty", name, env)
+		}
+	}
+	return v, nil
+}
+
+// redactQuery shows a URL with the verify token's value hidden.
+func redactQuery(u *url.URL, param string) string {
+	if param == "" {
+		return u.String()
+	}
+	c := *u
+	q := c.Query()
+	if q.Has(param) {
+		q.Set(param, "REDACTED")
+	}
+	c.RawQuery = q.Encode()
+	return c.String()
 }
 
 // delivery is a body signed for one provider.
