@@ -89,7 +89,9 @@ func TestPublicKeyPresetsThroughCaddy(t *testing.T) {
 	`, be.URL, be.URL)), "caddyfile")
 	n := 0
 	for _, v := range vecs {
-		if (v.Provider != "discord" && v.Provider != "sendgrid") || (v.Kind != "delivery" && v.Name != "discord-ping-valid") {
+		// Discord's valid PING is a handshake, answered at the edge:
+		// TestHandshakesThroughCaddy sends it.
+		if (v.Provider != "discord" && v.Provider != "sendgrid") || v.Kind != "delivery" {
 			continue
 		}
 		req, _ := http.NewRequest(http.MethodPost, base+"/"+v.Provider, strings.NewReader(v.Body))
@@ -112,7 +114,7 @@ func TestPublicKeyPresetsThroughCaddy(t *testing.T) {
 		}
 		n++
 	}
-	if n < 8 {
+	if n < 7 {
 		t.Fatalf("only %d vectors sent", n)
 	}
 }

@@ -37,18 +37,20 @@ func shellCommands(t *testing.T, readme string) []string {
 
 // TestProviderExamples runs the quickstart and each provider example exactly as its README
 // says, with `go run ./cmd/caddy` standing for the binary built from this
-// repository: the run command, then the `caddy webhook send` command,
-// which must get a 2xx answer from the stand-in backend through the gate.
+// repository: the run command, then each `caddy webhook handshake`
+// command, which must find the endpoint's answer right, and each
+// `caddy webhook send` command, which must get a 2xx answer from the
+// stand-in backend through the gate.
 func TestProviderExamples(t *testing.T) {
 	bin, err := buildCaddy()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"quickstart", "github", "gitlab", "shopify", "slack", "standard", "stripe"} {
+	for _, name := range []string{"quickstart", "github", "gitlab", "shopify", "slack", "standard", "stripe", "zoom"} {
 		t.Run(name, func(t *testing.T) {
 			cmds := shellCommands(t, "examples/"+name+"/README.md")
-			if len(cmds) != 2 || !strings.Contains(cmds[0], " run --config examples/"+name+"/Caddyfile") || !strings.Contains(cmds[1], " webhook send ") {
-				t.Fatalf("README commands %q: want the run command and the send command", cmds)
+			if len(cmds) < 2 || !strings.Contains(cmds[0], " run --config examples/"+name+"/Caddyfile") || !strings.Contains(cmds[len(cmds)-1], " webhook send ") {
+				t.Fatalf("README commands %q: want the run command, then handshake or send commands, the last a send", cmds)
 			}
 			// The example keeps its ports (admin 2019, gate 8080, backend
 			// 8081); the test runs a copy on free ones, so that another
@@ -97,15 +99,22 @@ func TestProviderExamples(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 
-			send := exec.Command("bash", "-c", local(cmds[1]))
-			out, err := send.Output()
-			if err != nil {
-				t.Fatalf("send: %v\n%s", err, out)
+			for _, c := range cmds[1:] {
+				out, err := exec.Command("bash", "-c", local(c)).Output()
+				switch {
+				case strings.Contains(c, " webhook handshake "):
+					if err != nil || !strings.Contains(string(out), "ok: "+name+" would accept this endpoint") {
+						t.Fatalf("handshake: %v\n%s", err, out)
+					}
+				case strings.Contains(c, " webhook send "):
+					if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 200 OK\n") || !strings.Contains(string(out), "backend received") {
+						t.Fatalf("send: %v\n%s", err, out)
+					}
+				default:
+					t.Fatalf("README command %q is neither a handshake nor a send", c)
+				}
+				t.Logf("%s", out)
 			}
-			if !strings.HasPrefix(string(out), "HTTP/1.1 200 OK\n") || !strings.Contains(string(out), "backend received") {
-				t.Fatalf("send printed %q", out)
-			}
-			t.Logf("%s", out)
 		})
 	}
 }

@@ -106,6 +106,18 @@ func TestAdaptErrors(t *testing.T) {
 			secret s
 			read_timeout 0
 		}`, "'read_timeout' must be longer than 0"},
+		{"handshake on a preset without one", `webhook_auth github {
+			secret s
+			handshake off
+		}`, "'handshake' applies to providers that have one: slack, dropbox, meta"},
+		{"verify_token on another preset", `webhook_auth x {
+			secret s
+			verify_token t
+		}`, "'verify_token' applies to meta"},
+		{"bad handshake", `webhook_auth zoom {
+			secret s
+			handshake maybe
+		}`, "'handshake maybe' is not valid"},
 		{"bad forward_signature", `webhook_auth gitlab {
 			secret s
 			forward_signature maybe

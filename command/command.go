@@ -240,7 +240,7 @@ func handshake(fl caddycmd.Flags, target string, timeout time.Duration, out io.W
 	defer cancel()
 	req := probe.Request.WithContext(ctx)
 	req.Header.Set("User-Agent", "caddy-webhook-handshake")
-	fmt.Fprintf(out, "sending %s's handshake: %s\n", p.Name, p.Handshake.Summary)
+	fmt.Fprintf(out, "sending %s's handshake: %s\n", p.Name, strings.ReplaceAll(p.Handshake.Summary, "`", ""))
 	fmt.Fprintf(out, "  %s %s (challenge %s)\n", req.Method, redactQuery(req.URL, p.Handshake.TokenParam), probe.Challenge)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -279,6 +280,43 @@ func FuzzJSONFields(f *testing.F) {
 				jsonLookup(item, "clientState")
 				return true
 			})
+		}
+	})
+}
+
+// FuzzUnsignedHandshake: any query is either not the handshake, or its
+// challenge is non-empty, within the bound and in the handshake's
+// alphabet; X's can never open a JSON object, and Meta's needs its fixed
+// parameter and its token.
+func FuzzUnsignedHandshake(f *testing.F) {
+	for _, q := range []string{
+		"crc_token=abc", "crc_token=abc&nonce=1", "crc_token=%7B%7D", "crc_token=a&crc_token=b", "challenge=abc123",
+		"hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=t", "hub.mode=subscribe&hub.challenge=1",
+		"validationToken=Validation%3a+Testing", "validationToken=%3Cb%3E", "a=1;b=2", "%zz=1", "",
+	} {
+		f.Add(q)
+	}
+	var presets []Preset
+	for _, p := range Catalogue() {
+		if p.Handshake != nil && !p.Handshake.Signed {
+			presets = append(presets, p)
+		}
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		for _, p := range presets {
+			hs := p.Handshake
+			r := httptest.NewRequest(hs.Method, "/hook", nil)
+			r.URL.RawQuery = query
+			m, ok := hs.matchUnsigned(r)
+			if !ok {
+				continue
+			}
+			if !hs.challengeOK(m.challenge) || strings.ContainsAny(m.challenge, "<>\"'&{[") {
+				t.Fatalf("%s answered challenge %q", p.Name, m.challenge)
+			}
+			if hs.TokenParam != "" && !strings.Contains(query, "subscribe") {
+				t.Fatalf("%s matched without its fixed parameter: %q", p.Name, query)
+			}
 		}
 	})
 }

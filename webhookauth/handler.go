@@ -41,7 +41,8 @@ const DefaultMaxBody = 10_000_000
 //
 // It sets these placeholders: {http.webhook.provider},
 // {http.webhook.id}, {http.webhook.timestamp}, {http.webhook.event},
-// {http.webhook.result} ("verified" or the rejection reason) and
+// {http.webhook.result} ("verified", "handshake", "duplicate" or the
+// rejection reason) and
 // {http.webhook.secret_index} (which configured secret matched, from 0).
 type Handler struct {
 	// Provider names a preset: github, gitlab, stripe, slack, shopify,

@@ -103,6 +103,17 @@ const (
 	CharsetText
 )
 
+// describe names the charset, for the README.
+func (c Charset) describe() string {
+	switch c {
+	case CharsetDigits:
+		return "digits"
+	case CharsetText:
+		return "printable ASCII but no HTML or quote characters"
+	}
+	return "letters, digits and `-_.~+/=`"
+}
+
 // allows reports whether s is written in the charset.
 func (c Charset) allows(s string) bool {
 	for i := 0; i < len(s); i++ {

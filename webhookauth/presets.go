@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -169,7 +170,7 @@ var catalogue = []Preset{
 		"https://support.atlassian.com/bitbucket-cloud/docs/manage-webhooks/", "X-Request-UUID", "X-Event-Key", noTimestamp),
 	withHandshake(bodyHMAC("dropbox", "X-Dropbox-Signature", "", AlgorithmHMACSHA256, EncodingHex,
 		"https://www.dropbox.com/developers/reference/webhooks", "", "", noIDNoTimestamp), &Handshake{
-		Summary: "`GET ?challenge=…` (unsigned): the challenge echoed as `text/plain`",
+		Summary: "`GET ?challenge=…`: the challenge echoed as `text/plain`",
 		Method:  http.MethodGet, Param: "challenge", Charset: CharsetToken, MaxLen: 256, Answer: AnswerText,
 	}),
 	withAliases(bodyHMAC("gitea", "X-Gitea-Signature", "", AlgorithmHMACSHA256, EncodingHex,
@@ -180,7 +181,7 @@ var catalogue = []Preset{
 	withHandshake(withAliases(withBodyFields(bodyHMAC("meta", "X-Hub-Signature-256", "sha256=", AlgorithmHMACSHA256, EncodingHex,
 		"https://developers.facebook.com/docs/graph-api/webhooks/getting-started#validate-payloads", "", "", noIDNoTimestamp), "", "object"),
 		"facebook_graph_api", "facebook", "instagram", "whatsapp"), &Handshake{
-		Summary: "`GET ?hub.mode=subscribe&hub.challenge=<digits>&hub.verify_token=…` (unsigned): the challenge as `text/plain` when `verify_token` matches",
+		Summary: "`GET ?hub.mode=subscribe&hub.challenge=<digits>&hub.verify_token=…`: the challenge as `text/plain` when `verify_token` matches",
 		Method:  http.MethodGet, Param: "hub.challenge", Fixed: []QueryValue{{"hub.mode", "subscribe"}}, TokenParam: "hub.verify_token",
 		Charset: CharsetDigits, MaxLen: 32, Answer: AnswerText,
 	}),
@@ -193,7 +194,7 @@ var catalogue = []Preset{
 		"https://vercel.com/docs/webhooks/webhooks-api#securing-webhooks", "", "", noTimestamp), "id", "type"),
 	withHandshake(objectBody(withAliases(bodyHMAC("x", "X-Twitter-Webhooks-Signature", "sha256=", AlgorithmHMACSHA256, EncodingBase64,
 		"https://docs.x.com/x-api/webhooks/quickstart", "", "", noIDNoTimestamp), "twitter")), &Handshake{
-		Summary: "CRC: `GET ?crc_token=…` (unsigned): `{\"response_token\":\"sha256=<base64 HMAC-SHA256(crc_token)>\"}` under the first secret; only tokens of letters, digits and `-_.~+/=` up to 256 bytes, which no JSON object can be, and deliveries must be JSON objects, so the answer cannot sign a delivery",
+		Summary: "CRC: `GET ?crc_token=…`: `{\"response_token\":\"sha256=<base64 HMAC-SHA256(crc_token)>\"}` under the first secret; only tokens of letters, digits and `-_.~+/=` up to 256 bytes, which no JSON object can be, and deliveries must be JSON objects, so the answer cannot sign a delivery",
 		Method:  http.MethodGet, Param: "crc_token", Optional: []string{"nonce"}, Charset: CharsetToken, MaxLen: 256, Answer: AnswerCRC,
 	}),
 	{
@@ -482,7 +483,7 @@ var catalogue = []Preset{
 		},
 		Unsigned: "everything but `clientState`, which stays in the body (the gate never alters it): anyone who has seen one notification can forge others; no id or timestamp. Keep the endpoint on HTTPS",
 		Handshake: &Handshake{
-			Summary: "`POST ?validationToken=…` with no body (unsigned): the decoded token as `text/plain`",
+			Summary: "`POST ?validationToken=…` with no body: the decoded token as `text/plain`",
 			Method:  http.MethodPost, Param: "validationToken", Charset: CharsetText, MaxLen: 1024, Answer: AnswerText,
 		},
 	},
@@ -706,6 +707,30 @@ var generated = []struct {
 }{
 	{"providers", PresetTable},
 	{"logfilter", LogFilter},
+	{"handshakes", HandshakeTable},
+}
+
+// HandshakeTable renders the table of the handshakes the gate answers,
+// for the README.
+func HandshakeTable() string {
+	var b strings.Builder
+	b.WriteString("| provider | checked how | the gate answers | with `handshake off` |\n|---|---|---|---|\n")
+	for _, p := range catalogue {
+		hs := p.Handshake
+		if hs == nil {
+			continue
+		}
+		how, off := "verified like any delivery", "verified, then passed to the backend"
+		if !hs.Signed {
+			how = "unsigned: exact shape only (" + hs.Method + ", the documented parameters once each, " + hs.Charset.describe() + ", at most " + strconv.Itoa(hs.MaxLen) + " bytes)"
+			off = "passed to the backend unverified, in that shape only"
+		}
+		if hs.TokenParam != "" {
+			how += "; `" + hs.TokenParam + "` must equal `verify_token`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", p.Name, how, hs.Summary, off)
+	}
+	return b.String()
 }
 
 // SpliceProviderTable returns readme with each generated part (the
