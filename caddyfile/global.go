@@ -33,6 +33,14 @@ func init() {
 //			timeout     <duration> # default 250ms
 //			pool_size   <n>
 //		}
+//		keys {                    # keys fetched for sns, paypal, pubsub
+//			timeout     <duration> # one fetch; default 5s
+//			max_entries <n>        # cached keys; default 256
+//			# for tests and private deployments only:
+//			hosts       sns|paypal|pubsub <host>...  # replaces the sender's key hosts
+//			root_ca     <pem file>                   # repeatable; replaces the system roots
+//			jwks_url    <url>                        # replaces Google's JWKS address
+//		}
 //	}
 func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(store.App)
@@ -42,11 +50,15 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	}
 	b := cfparse.NewBlock(d, "webhook")
 	err := b.Each(0, func(sub string) error {
-		if sub != "redis" {
+		var err error
+		switch sub {
+		case "redis":
+			app.Redis, err = parseRedis(d)
+		case "keys":
+			app.Keys, err = parseKeys(d)
+		default:
 			return b.Unknown(sub)
 		}
-		var err error
-		app.Redis, err = parseRedis(d)
 		return err
 	})
 	if err != nil {
@@ -113,4 +125,54 @@ func parseRedis(d *caddyfile.Dispenser) (*store.RedisConfig, error) {
 		return nil, d.Errf("webhook redis: at least one 'address' is required")
 	}
 	return rc, nil
+}
+
+func parseKeys(d *caddyfile.Dispenser) (*store.KeysConfig, error) {
+	kc := new(store.KeysConfig)
+	b := cfparse.NewBlock(d, "webhook keys", "hosts", "root_ca")
+	err := b.Each(1, func(sub string) error {
+		var err error
+		switch sub {
+		case "timeout":
+			var dur time.Duration
+			if dur, err = b.Duration(); err == nil {
+				if dur <= 0 {
+					return d.Errf("webhook keys: 'timeout' must be longer than 0")
+				}
+				kc.Timeout = caddy.Duration(dur)
+			}
+		case "max_entries":
+			var v string
+			if v, err = b.OneArg(); err == nil {
+				n, perr := strconv.Atoi(v)
+				if perr != nil || n <= 0 {
+					return d.Errf("webhook keys: 'max_entries %s' must be a positive whole number", v)
+				}
+				kc.MaxEntries = n
+			}
+		case "hosts":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("webhook keys: 'hosts' takes a sender (sns, paypal, pubsub) and at least one host")
+			}
+			if kc.Hosts == nil {
+				kc.Hosts = map[string][]string{}
+			}
+			if _, dup := kc.Hosts[args[0]]; dup {
+				return d.Errf("webhook keys: 'hosts %s' given more than once", args[0])
+			}
+			kc.Hosts[args[0]] = args[1:]
+		case "root_ca":
+			var f string
+			if f, err = b.OneArg(); err == nil {
+				kc.RootCA = append(kc.RootCA, f)
+			}
+		case "jwks_url":
+			kc.JWKSURL, err = b.OneArg()
+		default:
+			return b.Unknown(sub)
+		}
+		return err
+	})
+	return kc, err
 }

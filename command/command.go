@@ -90,6 +90,9 @@ func writeProviders(w io.Writer) error {
 // signatureWhere is the header that carries a provider's signature, or
 // body:PATH for one carried in the JSON body.
 func signatureWhere(p webhookauth.Preset) string {
+	if p.SignatureIn != "" {
+		return p.SignatureIn
+	}
 	if p.Scheme.SignatureHeader != "" {
 		return p.Scheme.SignatureHeader
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 	"github.com/webhookauth/caddy-webhookauth/ratelimit"
 	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
@@ -26,8 +27,14 @@ type App struct {
 	// and survives config reloads.
 	Redis *RedisConfig `json:"redis,omitempty"`
 
+	// Keys bounds the fetching of the keys some senders sign with (SNS,
+	// PayPal, Pub/Sub); see KeysConfig.
+	Keys *KeysConfig `json:"keys,omitempty"`
+
 	client  *pooledClient
 	poolKey string
+	keys    *keyfetch.Source
+	keysKey string
 
 	mu  sync.Mutex
 	seq map[string]int
@@ -45,6 +52,14 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // lazy: a Redis that is down at startup does not stop Caddy; requests that
 // need it get the handlers' on_store_error answer until it is back.
 func (a *App) Provision(ctx caddy.Context) error {
+	if err := a.Keys.validate(); err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	keys, keysKey, err := a.openKeys()
+	if err != nil {
+		return fmt.Errorf("webhook: keys: %w", err)
+	}
+	a.keys, a.keysKey = keys, keysKey
 	if a.Redis == nil {
 		return nil
 	}
@@ -59,6 +74,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 // Cleanup releases this config's hold on the Redis pool; it is closed
 // when no config uses it any more.
 func (a *App) Cleanup() error {
+	if a.keysKey != "" {
+		sources.Delete(a.keysKey)
+	}
 	if a.poolKey != "" {
 		_, err := clients.Delete(a.poolKey)
 		return err
@@ -120,4 +138,5 @@ var (
 	_ caddy.CleanerUpper        = (*App)(nil)
 	_ ratelimit.StoreProvider   = (*App)(nil)
 	_ webhookauth.DedupProvider = (*App)(nil)
+	_ webhookauth.KeySource     = (*App)(nil)
 )

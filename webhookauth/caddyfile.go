@@ -49,6 +49,10 @@ import (
 //		forward_signature on|off         # default on; off for token schemes
 //		handshake        on|off          # answer the provider's endpoint check here (default on)
 //		verify_token     <token>         # meta: the verification request's hub.verify_token
+//		topic_arn        <arn>           # sns: repeatable; only these topics
+//		webhook_id       <id>            # paypal: the webhook's id (required)
+//		audience         <aud>           # pubsub: the push subscription's audience (required)
+//		service_account  <email>         # pubsub: the only account whose tokens are accepted
 //	}
 func (handler *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	const name = "webhook_auth"
@@ -62,7 +66,7 @@ func (handler *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("%s: unexpected argument '%s' (the provider is the only argument; settings go in the block)", name, d.Val())
 	}
-	b := cfparse.NewBlock(d, name, "secret", "public_key")
+	b := cfparse.NewBlock(d, name, "secret", "public_key", "topic_arn")
 	if err := b.Each(0, func(sub string) error { return handler.unmarshalSub(b, sub) }); err != nil {
 		return err
 	}
@@ -138,6 +142,17 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		}
 	case "verify_token":
 		str(&handler.VerifyToken)
+	case "topic_arn":
+		var arn string
+		if arn, err = b.OneArg(); err == nil {
+			handler.TopicARNs = append(handler.TopicARNs, arn)
+		}
+	case "webhook_id":
+		str(&handler.WebhookID)
+	case "audience":
+		str(&handler.Audience)
+	case "service_account":
+		str(&handler.ServiceAccount)
 	case "store":
 		handler.Store, err = b.Choice("memory", "redis")
 	case "on_store_error":

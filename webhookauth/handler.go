@@ -145,6 +145,16 @@ type Handler struct {
 	// compared in constant time.
 	VerifyToken string `json:"verify_token,omitempty"`
 
+	// For the senders whose keys are fetched (see KeyFetched):
+	// TopicARNs, when set, are the only SNS topics accepted; WebhookID is
+	// PayPal's webhook id, which its signature covers; Audience is the
+	// audience Pub/Sub's tokens must be for, and ServiceAccount, when
+	// set, the service account they must be issued to.
+	TopicARNs      []string `json:"topic_arns,omitempty"`
+	WebhookID      string   `json:"webhook_id,omitempty"`
+	Audience       string   `json:"audience,omitempty"`
+	ServiceAccount string   `json:"service_account,omitempty"`
+
 	// The generic scheme fields; each one set overrides the preset.
 	SchemeConfig
 
@@ -161,8 +171,12 @@ type Handler struct {
 	stripSig bool
 	// hs is the preset's handshake, answered here when answerHS;
 	// verifyToken is the digest of VerifyToken, if set.
-	hs          *Handshake
-	answerHS    bool
+	hs       *Handshake
+	answerHS bool
+	// fetched verifies a sender whose keys are fetched, instead of
+	// verifier; keySource, when set, replaces the webhook app's (tests).
+	fetched     fetchedScheme
+	keySource   KeySource
 	verifyToken *[sha256.Size]byte
 	readTimeout time.Duration
 	label       string
@@ -221,30 +235,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("webhook_auth %s: tolerance must not be negative", h.label)
 		}
 	}
-	var keys [][]byte
-	if len(h.Secrets) > 0 {
-		if keys, err = resolveSecrets(h.Secrets, scheme.SecretEncoding); err != nil {
+	if p.Key == KeyFetched {
+		if err := h.provisionFetched(ctx, p, tolerance); err != nil {
 			return fmt.Errorf("webhook_auth %s: %w", h.label, err)
 		}
-	}
-	if err := h.provisionVerifiers(scheme, keys, tolerance); err != nil {
-		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
-	}
-	for i, k := range keys {
-		if len(k) < MinSecretLength {
-			h.logger.Warn("a secret is shorter than recommended; providers generate at least 16 random bytes",
-				zap.String("provider", h.label), zap.Int("secret_index", i), zap.Int("min_length", MinSecretLength))
-		}
-	}
-	h.stripSig = scheme.Algorithm == AlgorithmToken && scheme.SignatureHeader != ""
-	if h.ForwardSignature != nil {
-		if !*h.ForwardSignature && scheme.SignatureHeader == "" {
-			return fmt.Errorf("webhook_auth %s: forward_signature off: the signature is in the body, which the gate never alters", h.label)
-		}
-		h.stripSig = !*h.ForwardSignature
-	}
-	if err := h.provisionHandshake(p); err != nil {
-		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+	} else if err := h.provisionSigned(scheme, p, tolerance); err != nil {
+		return err
 	}
 	h.readTimeout = time.Duration(h.ReadTimeout)
 	if h.readTimeout == 0 {
@@ -286,6 +282,80 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// provisionSigned sets up a scheme verified with configured keys: the
+// secrets or public keys, what goes on to the backend, the handshake.
+func (h *Handler) provisionSigned(scheme *Scheme, p Preset, tolerance time.Duration) error {
+	var keys [][]byte
+	if len(h.Secrets) > 0 {
+		var err error
+		if keys, err = resolveSecrets(h.Secrets, scheme.SecretEncoding); err != nil {
+			return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+		}
+	}
+	if err := h.provisionVerifiers(scheme, keys, tolerance); err != nil {
+		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+	}
+	for i, k := range keys {
+		if len(k) < MinSecretLength {
+			h.logger.Warn("a secret is shorter than recommended; providers generate at least 16 random bytes",
+				zap.String("provider", h.label), zap.Int("secret_index", i), zap.Int("min_length", MinSecretLength))
+		}
+	}
+	h.stripSig = scheme.Algorithm == AlgorithmToken && scheme.SignatureHeader != ""
+	if h.ForwardSignature != nil {
+		if !*h.ForwardSignature && scheme.SignatureHeader == "" {
+			return fmt.Errorf("webhook_auth %s: forward_signature off: the signature is in the body, which the gate never alters", h.label)
+		}
+		h.stripSig = !*h.ForwardSignature
+	}
+	if err := h.provisionHandshake(p); err != nil {
+		return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+	}
+	return nil
+}
+
+// validateFetched checks the settings of the senders whose keys are
+// fetched, and that no other handler uses them.
+func (h *Handler) validateFetched() error {
+	p, err := LookupPreset(h.Provider)
+	fetched := err == nil && p.Key == KeyFetched
+	if !fetched {
+		if len(h.TopicARNs) > 0 || h.WebhookID != "" || h.Audience != "" || h.ServiceAccount != "" {
+			return fmt.Errorf("webhook_auth: 'topic_arn', 'webhook_id', 'audience' and 'service_account' apply to sns, paypal and pubsub")
+		}
+		return nil
+	}
+	if len(h.Secrets) > 0 || len(h.PublicKeys) > 0 || h.VerifyToken != "" || h.ForwardSignature != nil {
+		return fmt.Errorf("webhook_auth %s: the keys are fetched from the sender: it takes no 'secret', 'public_key', 'verify_token' or 'forward_signature'", p.Name)
+	}
+	switch p.Name {
+	case "sns":
+		if h.WebhookID != "" || h.Audience != "" || h.ServiceAccount != "" {
+			return fmt.Errorf("webhook_auth sns: takes 'topic_arn' only")
+		}
+		for _, arn := range h.TopicARNs {
+			if !strings.HasPrefix(arn, "arn:") {
+				return fmt.Errorf("webhook_auth sns: topic_arn %q is not an ARN (arn:aws:sns:<region>:<account>:<topic>)", arn)
+			}
+		}
+	case "paypal":
+		if h.WebhookID == "" {
+			return fmt.Errorf("webhook_auth paypal: 'webhook_id' is required: the id PayPal shows for this webhook, which its signature covers")
+		}
+		if len(h.TopicARNs) > 0 || h.Audience != "" || h.ServiceAccount != "" {
+			return fmt.Errorf("webhook_auth paypal: takes 'webhook_id' only")
+		}
+	case "pubsub":
+		if h.Audience == "" {
+			return fmt.Errorf("webhook_auth pubsub: 'audience' is required: the audience set on the push subscription (by default its endpoint URL)")
+		}
+		if len(h.TopicARNs) > 0 || h.WebhookID != "" {
+			return fmt.Errorf("webhook_auth pubsub: takes 'audience' and 'service_account' only")
+		}
+	}
+	return nil
+}
+
 // compileScheme merges the generic fields over the preset, if any, and
 // compiles the result.
 func (h *Handler) compileScheme() (*Scheme, Preset, error) {
@@ -295,6 +365,12 @@ func (h *Handler) compileScheme() (*Scheme, Preset, error) {
 		if p, err = LookupPreset(h.Provider); err != nil {
 			return nil, p, fmt.Errorf("webhook_auth: %w", err)
 		}
+	}
+	if p.Key == KeyFetched {
+		if h.SchemeConfig != (SchemeConfig{}) {
+			return nil, p, fmt.Errorf("webhook_auth %s: the scheme is fixed: it takes none of the generic scheme fields", p.Name)
+		}
+		return nil, p, nil
 	}
 	scheme, err := p.Scheme.merge(h.SchemeConfig).Compile()
 	if err != nil {
@@ -314,7 +390,12 @@ func (h *Handler) Validate() error {
 	if _, _, err := h.compileScheme(); err != nil {
 		return err
 	}
-	if len(h.Secrets) == 0 && len(h.PublicKeys) == 0 {
+	if rej := h.validateFetched(); rej != nil {
+		return rej
+	}
+	if p, _ := LookupPreset(h.Provider); p.Key == KeyFetched {
+		// No secret: the keys are fetched.
+	} else if len(h.Secrets) == 0 && len(h.PublicKeys) == 0 {
 		if p, err := LookupPreset(h.Provider); err == nil && p.Key == KeyPublic {
 			return fmt.Errorf("webhook_auth: %s signs with a private key: at least one 'public_key' is required", p.Name)
 		}
@@ -605,6 +686,10 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		d.rej = tooLarge(h.maxBody)
 		return
 	}
+	if h.fetched != nil {
+		h.checkFetched(w, r, repl, d)
+		return
+	}
 	scheme := h.verifier.scheme
 	if scheme.EventHeader != "" {
 		if ev := r.Header.Get(scheme.EventHeader); ev != "" {
@@ -771,6 +856,37 @@ var (
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// checkFetched verifies a delivery of a sender whose keys are fetched.
+func (h *Handler) checkFetched(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, d *delivery) {
+	if d.rej = h.fetched.begin(r); d.rej != nil {
+		return
+	}
+	if d.body, d.rej, d.err = h.readBody(w, r); d.rej != nil || d.err != nil {
+		return
+	}
+	start := time.Now()
+	id, ev, rej := h.fetched.verify(r.Context(), r, d.body.buf, h.now())
+	h.metrics.verify.Observe(time.Since(start).Seconds())
+	if rej != nil {
+		d.rej = rej
+		return
+	}
+	if len(id) > MaxDeliveryIDLength {
+		d.rej = deliveryIDTooLong
+		return
+	}
+	if id != "" {
+		d.id = id
+		repl.Set("http.webhook.id", id)
+		if h.dedup != nil {
+			d.dedupKey = "i" + id
+		}
+	}
+	if ev != "" {
+		repl.Set("http.webhook.event", ev)
+	}
+}
 
 // provisionHandshake sets up the preset's handshake: answered here
 // unless handshake is off or the handler only reports, with Meta's

@@ -30,7 +30,7 @@ func newHandlerMetrics(provider string, secrets int, store string) handlerMetric
 		string(ReasonSignatureMissing), string(ReasonSignatureMalformed), string(ReasonSignatureInvalid),
 		string(ReasonTimestampInvalid), string(ReasonTimestampOutOfWindow), string(ReasonMethodNotAllowed),
 		string(ReasonBodyTooLarge), string(ReasonBodyTimeout), string(ReasonDeliveryIDInvalid),
-		string(ReasonDeliveryInProgress), string(ReasonStoreUnavailable),
+		string(ReasonDeliveryInProgress), string(ReasonStoreUnavailable), string(ReasonKeyUnavailable),
 	} {
 		hm.results[r] = gate.Requests(provider, r)
 	}

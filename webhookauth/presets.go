@@ -2,6 +2,7 @@ package webhookauth
 
 import (
 	"fmt"
+	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 	"net/http"
 	"sort"
 	"strconv"
@@ -56,6 +57,11 @@ type Preset struct {
 	// Handshake is how the provider checks the endpoint, answered at the
 	// edge (see Handshake); nil for providers without one.
 	Handshake *Handshake
+	// SignatureIn says where the signature travels, and KeyPolicy where
+	// the keys may come from, for the presets whose keys are fetched
+	// (they have no Scheme).
+	SignatureIn string
+	KeyPolicy   *KeyPolicy
 }
 
 // objectBody makes a preset refuse bodies that are not JSON objects.
@@ -486,6 +492,56 @@ var catalogue = []Preset{
 			Summary: "`POST ?validationToken=…` with no body: the decoded token as `text/plain`",
 			Method:  http.MethodPost, Param: "validationToken", Charset: CharsetText, MaxLen: 1024, Answer: AnswerText,
 		},
+	},
+	{
+		Name:        "sns",
+		Aliases:     []string{"amazon_sns", "aws_sns"},
+		Summary:     "Amazon SNS HTTP(S) subscriptions: the JSON body's `Signature`, RSA (`SignatureVersion` 1: SHA1withRSA, 2: SHA256withRSA) over the documented canonical string of the Notification, SubscriptionConfirmation or UnsubscribeConfirmation, under the certificate `SigningCertURL` names, fetched only from an SNS host, chained to a trusted root, issued to SNS, cached. `topic_arn` restricts the topics.",
+		DocURL:      "https://docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message.html",
+		Key:         KeyFetched,
+		SignatureIn: "body:Signature",
+		// SigningCertURL: https://sns.<region>.amazonaws.com/SimpleNotificationService-<id>.pem,
+		// and the China partition; the certificate is issued to
+		// sns.amazonaws.com or a regional SNS name.
+		KeyPolicy: &KeyPolicy{
+			Hosts:     keyfetch.Allowlist{"sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"},
+			CertNames: keyfetch.Allowlist{"sns.amazonaws.com", "sns.*.amazonaws.com", "sns.*.amazonaws.com.cn", "sns-signing.*.amazonaws.com"},
+		},
+		IDField:    "MessageId",
+		EventField: "Type",
+		Unsigned:   "nothing SNS sends is left out of the canonical string but `UnsubscribeURL` and the `x-amz-sns-*` headers; no replay window (SNS retries with the same `Timestamp`): turn on `dedup`, which keys on `MessageId`",
+	},
+	{
+		Name:        "paypal",
+		Summary:     "`PAYPAL-TRANSMISSION-SIG`: base64 SHA256withRSA of `<PAYPAL-TRANSMISSION-ID>|<PAYPAL-TRANSMISSION-TIME>|<webhook_id>|<CRC32 of the body, decimal>`, under the certificate `PAYPAL-CERT-URL` names, fetched only from a PayPal API host, chained to a trusted root, issued to PayPal's message verification name, cached. `webhook_id` is required.",
+		DocURL:      "https://developer.paypal.com/api/rest/webhooks/rest/#link-selfverificationmethod",
+		Key:         KeyFetched,
+		SignatureIn: "PAYPAL-TRANSMISSION-SIG",
+		// PAYPAL-CERT-URL: https://api.paypal.com/v1/notifications/certs/CERT-…,
+		// and the sandbox and api-m hosts; the certificate is PayPal's
+		// message verification certificate.
+		KeyPolicy: &KeyPolicy{
+			Hosts:     keyfetch.Allowlist{"api.paypal.com", "api-m.paypal.com", "api.sandbox.paypal.com", "api-m.sandbox.paypal.com"},
+			CertNames: keyfetch.Allowlist{"messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com"},
+		},
+		IDField:    "id",
+		EventField: "event_type",
+		Unsigned:   "the body is covered only by its CRC32, which is not collision-resistant: an attacker who captured a delivery could craft another body with the same CRC32 and replay the headers; keep `dedup` on (it keys on the event `id`) and the endpoint on HTTPS",
+	},
+	{
+		Name:        "pubsub",
+		Aliases:     []string{"google_pubsub", "gcp_pubsub"},
+		Summary:     "Google Cloud Pub/Sub push with authentication: `Authorization: Bearer <OIDC token>`, RS256, verified with Google's published keys (JWKS, cached per `Cache-Control`), `iss` accounts.google.com, `aud` = `audience` (required), `exp`/`iat` with `tolerance` as clock-skew leeway, and with `service_account` the `email` claim, verified.",
+		DocURL:      "https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions",
+		Key:         KeyFetched,
+		SignatureIn: "Authorization",
+		KeyPolicy: &KeyPolicy{
+			Hosts:   keyfetch.Allowlist{"www.googleapis.com"},
+			JWKSURL: "https://www.googleapis.com/oauth2/v3/certs",
+		},
+		Tolerance: 5 * time.Minute,
+		IDField:   "message.messageId",
+		Unsigned:  "**the body**: the token proves who sent the request, not what it carries, and stays valid for up to an hour; keep the endpoint on HTTPS and `dedup` on (it keys on `message.messageId`)",
 	},
 }
 

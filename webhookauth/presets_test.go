@@ -32,7 +32,11 @@ func TestCatalogueEntries(t *testing.T) {
 		if p.Summary == "" || !strings.HasPrefix(p.DocURL, "https://") || p.Key == "" {
 			t.Errorf("%s: summary, doc link and key kind are required", p.Name)
 		}
-		if _, err := p.Scheme.Compile(); err != nil {
+		if p.Key == KeyFetched {
+			if p.SignatureIn == "" {
+				t.Errorf("%s: a fetched-key preset says where its signature is", p.Name)
+			}
+		} else if _, err := p.Scheme.Compile(); err != nil {
 			t.Errorf("%s: %v", p.Name, err)
 		}
 		for _, n := range append([]string{p.Name}, p.Aliases...) {

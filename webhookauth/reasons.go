@@ -26,6 +26,7 @@ const (
 	ReasonDeliveryIDInvalid    = gate.ReasonDeliveryIDInvalid
 	ReasonDeliveryInProgress   = gate.ReasonDeliveryInProgress
 	ReasonStoreUnavailable     = gate.ReasonStoreUnavailable
+	ReasonKeyUnavailable       = gate.ReasonKeyUnavailable
 )
 
 // The results other than rejections, in {http.webhook.result} and the

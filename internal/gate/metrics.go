@@ -22,6 +22,7 @@ type metricSet struct {
 	rateDecisions *prometheus.CounterVec
 	storeErrors   *prometheus.CounterVec
 	secretMatches *prometheus.CounterVec
+	keyLookups    *prometheus.CounterVec
 }
 
 var metrics = sync.OnceValue(func() *metricSet {
@@ -49,6 +50,10 @@ var metrics = sync.OnceValue(func() *metricSet {
 			Namespace: ns, Subsystem: sub, Name: "secret_matches_total",
 			Help: "Verified deliveries by provider and the index of the configured secret that matched; an old secret is safe to retire when its count stops growing.",
 		}, []string{"provider", "secret_index"}),
+		keyLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "key_lookups_total",
+			Help: "Lookups of fetched signing keys (SNS, PayPal, Pub/Sub), by result: hit (cached), fetched, stale (a refresh failed; the cached key was used), error (no key), refused (a key URL off the allowlist).",
+		}, []string{"result"}),
 	}
 })
 
@@ -61,7 +66,7 @@ func RegisterMetrics(ctx caddy.Context) error {
 		return nil
 	}
 	m := metrics()
-	for _, c := range []prometheus.Collector{m.requests, m.verify, m.rateDecisions, m.storeErrors, m.secretMatches} {
+	for _, c := range []prometheus.Collector{m.requests, m.verify, m.rateDecisions, m.storeErrors, m.secretMatches, m.keyLookups} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) || are.ExistingCollector != c {
@@ -99,4 +104,14 @@ func VerifyDuration(provider string) prometheus.Observer {
 // by the secret at index.
 func SecretMatches(provider string, index int) prometheus.Counter {
 	return metrics().secretMatches.WithLabelValues(provider, strconv.Itoa(index))
+}
+
+// KeyEvent counts one lookup of a fetched key with its result.
+func KeyEvent(result string) {
+	metrics().keyLookups.WithLabelValues(result).Inc()
+}
+
+// KeyLookups returns the counter of key lookups with this result.
+func KeyLookups(result string) prometheus.Counter {
+	return metrics().keyLookups.WithLabelValues(result)
 }

@@ -34,6 +34,7 @@ const (
 	ReasonDeliveryInProgress   Reason = "delivery_in_progress"
 	ReasonRateLimited          Reason = "rate_limited"
 	ReasonStoreUnavailable     Reason = "store_unavailable"
+	ReasonKeyUnavailable       Reason = "key_unavailable"
 )
 
 // reasonValues are the reasons boxed once, for the replacer.
@@ -41,7 +42,7 @@ var reasonValues = func() map[Reason]any {
 	m := make(map[Reason]any)
 	for _, r := range []Reason{ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureInvalid,
 		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge,
-		ReasonBodyTimeout, ReasonDeliveryIDInvalid, ReasonDeliveryInProgress, ReasonRateLimited, ReasonStoreUnavailable} {
+		ReasonBodyTimeout, ReasonDeliveryIDInvalid, ReasonDeliveryInProgress, ReasonRateLimited, ReasonStoreUnavailable, ReasonKeyUnavailable} {
 		m[r] = string(r)
 	}
 	return m
@@ -100,7 +101,7 @@ func (r Reason) Status() int {
 		return http.StatusConflict
 	case ReasonRateLimited:
 		return http.StatusTooManyRequests
-	case ReasonStoreUnavailable:
+	case ReasonStoreUnavailable, ReasonKeyUnavailable:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusForbidden
@@ -155,6 +156,13 @@ const (
 // the sender is asked to retry after a second.
 func StoreUnavailable(detail string) *Rejection {
 	return Reject(ReasonStoreUnavailable, detail).WithRetryAfter(1)
+}
+
+// KeyUnavailable is the rejection for a delivery whose sender's key could
+// not be fetched and is not cached; the sender is asked to retry later.
+// detail says why, never with the key server's answer.
+func KeyUnavailable(detail string) *Rejection {
+	return Reject(ReasonKeyUnavailable, detail).WithRetryAfter(5)
 }
 
 // OnReject values: how a handler answers a rejected request.

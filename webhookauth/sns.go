@@ -1,0 +1,164 @@
+package webhookauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
+)
+
+// snsScheme verifies Amazon SNS HTTP(S) deliveries: the JSON body names
+// its signing certificate (SigningCertURL, on an SNS host) and carries an
+// RSA signature (SignatureVersion 1: SHA1withRSA, 2: SHA256withRSA) over
+// a canonical string of its fields.
+type snsScheme struct {
+	fetchedSettings
+	topics []string
+}
+
+// snsMessage is an SNS delivery. Subject is a pointer: a Notification
+// signs it only when it is present.
+type snsMessage struct {
+	Type             string
+	MessageID        string `json:"MessageId"`
+	Token            string
+	TopicArn         string
+	Subject          *string
+	Message          string
+	Timestamp        string
+	SignatureVersion string
+	Signature        string
+	SigningCertURL   string `json:"SigningCertURL"`
+	SubscribeURL     string `json:"SubscribeURL"`
+}
+
+// snsCertMaxTTL bounds how long an SNS certificate is cached.
+const snsCertMaxTTL = 24 * time.Hour
+
+func (s *snsScheme) begin(r *http.Request) *Rejection {
+	if vals := r.Header["X-Amz-Sns-Message-Type"]; len(vals) > 1 {
+		return reject(ReasonSignatureMalformed, "the x-amz-sns-message-type header is sent more than once")
+	}
+	return nil
+}
+
+func (s *snsScheme) verify(ctx context.Context, r *http.Request, body []byte, now time.Time) (string, string, *Rejection) {
+	var m snsMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return "", "", reject(ReasonSignatureMalformed, "the body is not an SNS message")
+	}
+	canonical, ok := snsCanonical(&m)
+	if !ok {
+		return "", "", reject(ReasonSignatureMalformed, "the body is not an SNS Notification, SubscriptionConfirmation or UnsubscribeConfirmation")
+	}
+	if t := r.Header.Get("X-Amz-Sns-Message-Type"); t != "" && t != m.Type {
+		return "", "", reject(ReasonSignatureMalformed, "the x-amz-sns-message-type header names another type than the body")
+	}
+	var hash crypto.Hash
+	switch m.SignatureVersion {
+	case "1":
+		hash = crypto.SHA1
+	case "2":
+		hash = crypto.SHA256
+	default:
+		return "", "", reject(ReasonSignatureMalformed, "the SignatureVersion is not 1 or 2")
+	}
+	sig, err := base64.StdEncoding.DecodeString(m.Signature)
+	if err != nil || len(sig) == 0 || len(sig) > maxSigSize {
+		return "", "", reject(ReasonSignatureMissing, "the Signature is missing or not base64")
+	}
+	if !snsCertPath(m.SigningCertURL) {
+		return "", "", reject(ReasonSignatureMalformed, "the SigningCertURL is not an HTTPS URL of a .pem file on an SNS host")
+	}
+	if rej := checkTimestampValue(m.Timestamp, time.RFC3339Nano, now, s.tolerance); rej != nil {
+		return "", "", rej
+	}
+	v, err := s.keys.Get(ctx, m.SigningCertURL, s.policy.Hosts, keyfetch.Certificate(s.keys.Roots(), s.policy.CertNames, snsCertMaxTTL))
+	if err != nil {
+		return "", "", keyRejection(err, "SigningCertURL")
+	}
+	pub := v.(*x509.Certificate).PublicKey.(*rsa.PublicKey)
+	var digest []byte
+	if hash == crypto.SHA1 {
+		d := sha1.Sum(canonical)
+		digest = d[:]
+	} else {
+		d := sha256.Sum256(canonical)
+		digest = d[:]
+	}
+	if rsa.VerifyPKCS1v15(pub, hash, digest, sig) != nil {
+		return "", "", signatureMismatch
+	}
+	// The topic is checked once the message is known to be SNS's, so
+	// that a forgery learns nothing about the allowed topics.
+	if len(s.topics) > 0 && !contains(s.topics, m.TopicArn) {
+		return "", "", reject(ReasonSignatureInvalid, "the message is for a topic this endpoint does not accept")
+	}
+	return m.MessageID, m.Type, nil
+}
+
+// snsCanonical builds the string SNS signs: "Name\nValue\n" for each
+// field of the message type, in this order, and for a Notification the
+// Subject only when the message has one. False for another type, or when
+// a signed field is missing.
+func snsCanonical(m *snsMessage) ([]byte, bool) {
+	type field struct{ name, value string }
+	var fields []field
+	switch m.Type {
+	case "Notification":
+		fields = []field{{"Message", m.Message}, {"MessageId", m.MessageID}}
+		if m.Subject != nil {
+			fields = append(fields, field{"Subject", *m.Subject})
+		}
+		fields = append(fields, field{"Timestamp", m.Timestamp}, field{"TopicArn", m.TopicArn}, field{"Type", m.Type})
+	case "SubscriptionConfirmation", "UnsubscribeConfirmation":
+		fields = []field{{"Message", m.Message}, {"MessageId", m.MessageID}, {"SubscribeURL", m.SubscribeURL},
+			{"Timestamp", m.Timestamp}, {"Token", m.Token}, {"TopicArn", m.TopicArn}, {"Type", m.Type}}
+	default:
+		return nil, false
+	}
+	var b []byte
+	for _, f := range fields {
+		if f.value == "" && f.name != "Message" && f.name != "Subject" {
+			return nil, false
+		}
+		b = append(b, f.name...)
+		b = append(b, '\n')
+		b = append(b, f.value...)
+		b = append(b, '\n')
+	}
+	return b, true
+}
+
+// snsCertPath reports whether a SigningCertURL has the shape SNS uses:
+// HTTPS, a path ending in .pem, no query or fragment. The host is checked
+// against the allowlist by the key source.
+func snsCertPath(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "https" && strings.HasSuffix(u.Path, ".pem") && u.RawQuery == "" && u.Fragment == ""
+}
+
+// checkTimestampValue checks a timestamp in layout against the window
+// (0: no check).
+func checkTimestampValue(ts, layout string, now time.Time, tolerance time.Duration) *Rejection {
+	t, err := time.Parse(layout, ts)
+	if err != nil {
+		return reject(ReasonTimestampInvalid, "the timestamp is missing or not a "+layout+" time")
+	}
+	if tolerance > 0 {
+		if d := now.Sub(t); d > tolerance || d < -tolerance {
+			return reject(ReasonTimestampOutOfWindow, "the timestamp is more than "+tolerance.String()+" away from the server's clock")
+		}
+	}
+	return nil
+}
