@@ -80,7 +80,7 @@ def sns(name, expect, msg, version, signer="sns", note="", tamper=None):
 base = {"Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324", "TopicArn": TOPIC,
         "Message": "{\"order\":42,\"status\":\"shipped\"}", "Timestamp": "2025-06-15T15:06:40.123Z",
         "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=" + TOPIC + ":0000"}
-withsubject = dict(base, Subject="Order shipped")
+withsubject = dict(base, Subject="Order shipped", MessageId="d4b5b6f0-8c2e-4b8e-9a51-3f0f2b8c1a77")
 confirm = {"Type": "SubscriptionConfirmation", "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b", "TopicArn": TOPIC,
            "Token": "2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92768dd60a747ba6f3beb71854e285d6ad02428b09ceece29417f1f02d609c582afbacc99c583a916b9981dd2728f4ae6fdb82efd087cc3b7849e05798d2d2785c03b0879594eeac82c01f235d0e717736",
            "Message": "You have chosen to subscribe to the topic " + TOPIC + ".\nTo confirm the subscription, visit the SubscribeURL included in this message.",

@@ -1,0 +1,200 @@
+package caddywebhookauth_test
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/keyserver"
+)
+
+// SNS, PayPal and Pub/Sub through a real Caddy, the keys fetched by the
+// webhook app from a real local HTTPS key server (a test CA standing in
+// for the public roots, its host for the providers' hosts): valid
+// deliveries reach the backend byte for byte, forgeries are refused, the
+// certificate is fetched once for all the deliveries, a key URL off the
+// allowlist costs no request, and the key server going down leaves cached
+// keys working and the rest answered 503 key_unavailable. (The unit tests
+// in webhookauth/fetched_test.go cover redirects, oversize keys, bad
+// chains, 200 concurrent deliveries on a cold cache and hostile tokens.)
+func TestFetchedKeysThroughCaddy(t *testing.T) {
+	const dir = "webhookauth/testdata/fetched"
+	ks := keyserver.Start(t, dir)
+	be := newBackend(t)
+	tester := newTester(t)
+	tester.InitServer(caddyConfig(fmt.Sprintf(`
+		webhook {
+			keys {
+				hosts sns %[1]s
+				hosts paypal %[1]s
+				hosts pubsub %[1]s
+				root_ca %[2]s
+				jwks_url %[3]s/certs
+			}
+		}`, ks.Host, ks.RootFile, ks.URL), fmt.Sprintf(`
+	:9080 {
+		route /sns {
+			webhook_auth sns {
+				dedup
+			}
+			reverse_proxy %[1]s
+		}
+		route /paypal {
+			webhook_auth paypal {
+				webhook_id 8PT597110X687430LKGECATA
+			}
+			reverse_proxy %[1]s
+		}
+		route /pubsub {
+			webhook_auth pubsub {
+				audience https://hooks.example.com/pubsub
+				service_account push@example-project.iam.gserviceaccount.com
+			}
+			reverse_proxy %[1]s
+		}
+	}
+	`, be.URL)), "caddyfile")
+
+	send := func(path, body string, headers map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	// The SNS and PayPal vectors, their key URLs pointed at the key server.
+	n := 0
+	for _, v := range projectVectors(t) {
+		if (v.Provider != "sns" && v.Provider != "paypal") || v.Kind != "delivery" {
+			continue
+		}
+		body, headers := v.Body, map[string]string{}
+		for k, val := range v.Headers {
+			headers[k] = val
+		}
+		if v.Provider == "sns" {
+			var m map[string]any
+			json.Unmarshal([]byte(body), &m)
+			body = strings.Replace(body, m["SigningCertURL"].(string), ks.URL+"/sns.pem", 1)
+		} else {
+			headers["PAYPAL-CERT-URL"] = ks.URL + "/paypal.pem"
+		}
+		code, out := send("/"+v.Provider, body, headers)
+		got := be.take()
+		if v.Expect == "valid" {
+			if code != 200 || len(got) != 1 || string(got[0].body) != body {
+				t.Errorf("%s: %d %s, backend got %d", v.Name, code, out, len(got))
+			}
+		} else if code != 401 || len(got) != 0 {
+			t.Errorf("%s: %d %s, backend got %d", v.Name, code, out, len(got))
+		}
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("only %d SNS and PayPal vectors sent", n)
+	}
+	if c := ks.Count("/sns.pem"); c != 1 {
+		t.Errorf("the SNS certificate was fetched %d times, want once (then cached)", c)
+	}
+
+	// A key URL off the allowlist: refused, and the key server never asked.
+	before := ks.Total()
+	var snsValid string
+	for _, v := range projectVectors(t) {
+		if v.Name == "sns-notification-v2-subject-valid" {
+			snsValid = v.Body
+		}
+	}
+	var m map[string]any
+	json.Unmarshal([]byte(snsValid), &m)
+	evil := strings.Replace(snsValid, m["SigningCertURL"].(string), "https://attacker.example.com/SimpleNotificationService-1.pem", 1)
+	if code, out := send("/sns", evil, nil); code != 401 || !strings.Contains(out, `"reason":"signature_malformed"`) || ks.Total() != before {
+		t.Errorf("cert URL off the allowlist: %d %s, key server asked %d times", code, out, ks.Total()-before)
+	}
+
+	// Pub/Sub: tokens signed now with the test Google key.
+	priv := keyserver.PrivateKey(t, dir, "google.key")
+	token := func(aud string) string {
+		b64 := base64.RawURLEncoding.EncodeToString
+		h, _ := json.Marshal(map[string]any{"alg": "RS256", "kid": keyserver.KID, "typ": "JWT"})
+		c, _ := json.Marshal(map[string]any{"aud": aud, "iss": "https://accounts.google.com", "email": "push@example-project.iam.gserviceaccount.com",
+			"email_verified": true, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "sub": "1"})
+		in := b64(h) + "." + b64(c)
+		d := sha256.Sum256([]byte(in))
+		sig, err := rsa.SignPKCS1v15(nil, priv, crypto.SHA256, d[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in + "." + b64(sig)
+	}
+	push := `{"message":{"data":"aGVsbG8=","messageId":"136969346945","publishTime":"2026-11-29T05:00:00.000Z"},"subscription":"projects/p/subscriptions/s"}`
+	code, out := send("/pubsub", push, map[string]string{"Authorization": "Bearer " + token("https://hooks.example.com/pubsub")})
+	if got := be.take(); code != 200 || len(got) != 1 || string(got[0].body) != push {
+		t.Errorf("pubsub: %d %s", code, out)
+	}
+	if code, out := send("/pubsub", push, map[string]string{"Authorization": "Bearer " + token("https://other.example.com")}); code != 401 || len(be.take()) != 0 {
+		t.Errorf("pubsub, another audience: %d %s", code, out)
+	}
+
+	// The key server goes down: the cached SNS certificate and Google keys
+	// keep working; PayPal's certificate under a URL never fetched cannot
+	// be had: 503 with Retry-After.
+	ks.SetDown(true)
+	defer ks.SetDown(false)
+	if code, _ := send("/sns", strings.Replace(snsValid, m["SigningCertURL"].(string), ks.URL+"/sns.pem", 1), nil); code != 200 {
+		t.Errorf("SNS with the key server down and the certificate cached: %d", code)
+	}
+	be.take()
+	for _, v := range projectVectors(t) {
+		if v.Name != "paypal-valid" {
+			continue
+		}
+		headers := map[string]string{}
+		for k, val := range v.Headers {
+			headers[k] = val
+		}
+		headers["PAYPAL-CERT-URL"] = ks.URL + "/paypal.pem?fresh"
+		code, out := send("/paypal", v.Body, headers)
+		if code != 401 {
+			t.Errorf("a PayPal cert URL with a query: %d %s", code, out)
+		}
+		headers["PAYPAL-CERT-URL"] = ks.URL + "/paypal-rotated.pem"
+		req, _ := http.NewRequest(http.MethodPost, base+"/paypal", strings.NewReader(v.Body))
+		for k, val := range headers {
+			req.Header.Set(k, val)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"reason":"key_unavailable"`) {
+			t.Errorf("no key to be had: %d %s", resp.StatusCode, body)
+		}
+	}
+	if got := be.take(); len(got) != 0 {
+		t.Errorf("the backend got %d refused deliveries", len(got))
+	}
+	metrics := scrape(t, adminURL+"/metrics")
+	for _, result := range []string{"hit", "fetched", "refused", "error"} {
+		if metrics[`caddy_webhook_key_lookups_total{result="`+result+`"}`] == 0 {
+			t.Errorf("no key lookup counted as %s", result)
+		}
+	}
+}
