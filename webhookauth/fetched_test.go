@@ -5,12 +5,16 @@ import (
 	"crypto"
 	"crypto/hmac"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -395,11 +399,105 @@ func TestSNSTopics(t *testing.T) {
 			t.Errorf("topics %v: %d %s", c.topics, w.Code, w.Body.String())
 		}
 	}
+	// Raw message delivery carries no signature.
+	h0 := fetchedHandler(t, keys, &Handler{Provider: "sns"}, 0)
+	r0, _ := v.request()
+	r0.Header.Set("X-Amz-Sns-Rawdelivery", "true")
+	if w, _, be := dedupSend(t, h0, r0); be.calls != 0 || problemReason(t, w) != ReasonSignatureMissing {
+		t.Errorf("raw delivery: %s", w.Body.String())
+	}
 	// The message type header must agree with the body.
 	h := fetchedHandler(t, keys, &Handler{Provider: "sns"}, 0)
 	r, _ := v.request()
 	r.Header.Set("X-Amz-Sns-Message-Type", "SubscriptionConfirmation")
 	if w, _, _ := dedupSend(t, h, r); problemReason(t, w) != ReasonSignatureMalformed {
 		t.Errorf("type header disagreeing: %s", w.Body.String())
+	}
+}
+
+// realMessages is testdata/fetched/real-provider-messages.json.
+type realMessages struct {
+	SNS struct {
+		CheckedBy string            `json:"checked_by"`
+		Messages  []json.RawMessage `json:"messages"`
+	} `json:"sns"`
+	PayPal struct {
+		CheckedBy string            `json:"checked_by"`
+		Headers   map[string]string `json:"headers"`
+		WebhookID string            `json:"webhook_id"`
+		Body      string            `json:"body"`
+	} `json:"paypal"`
+}
+
+// certKey reads the RSA key of a certificate of testdata/fetched.
+func certKey(t *testing.T, name string) *rsa.PublicKey {
+	raw, err := os.ReadFile(fixtures + "/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(raw)
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.PublicKey.(*rsa.PublicKey)
+}
+
+// Real signatures made by Amazon SNS and by PayPal, published with their
+// (now expired) certificates: our canonical strings and algorithms
+// reproduce what the providers signed. The certificates are checked
+// directly here, since their chains expired years ago; the key source's
+// part is tested against the local key server.
+func TestRealProviderSignatures(t *testing.T) {
+	raw, err := os.ReadFile(fixtures + "/real-provider-messages.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var real realMessages
+	if err := json.Unmarshal(raw, &real); err != nil {
+		t.Fatal(err)
+	}
+	if real.SNS.CheckedBy == "" || real.PayPal.CheckedBy == "" || len(real.SNS.Messages) != 4 {
+		t.Fatal("the real messages lack their checked_by or are missing")
+	}
+	snsKey := certKey(t, "aws-sns-2022.pem")
+	verify := func(m *snsMessage) bool {
+		canonical, ok := snsCanonical(m)
+		sig, err := base64.StdEncoding.DecodeString(m.Signature)
+		if !ok || err != nil {
+			return false
+		}
+		if m.SignatureVersion == "1" {
+			d := sha1.Sum(canonical)
+			return rsa.VerifyPKCS1v15(snsKey, crypto.SHA1, d[:], sig) == nil
+		}
+		d := sha256.Sum256(canonical)
+		return rsa.VerifyPKCS1v15(snsKey, crypto.SHA256, d[:], sig) == nil
+	}
+	for i, msg := range real.SNS.Messages {
+		var m snsMessage
+		if err := json.Unmarshal(msg, &m); err != nil {
+			t.Fatal(err)
+		}
+		if !verify(&m) {
+			t.Errorf("SNS message %d (version %s, subject %v) does not verify", i, m.SignatureVersion, m.Subject != nil)
+		}
+		m.Message += "!"
+		if verify(&m) {
+			t.Errorf("SNS message %d verifies with its Message altered", i)
+		}
+	}
+	pp := real.PayPal
+	sig, _ := base64.StdEncoding.DecodeString(pp.Headers["PAYPAL-TRANSMISSION-SIG"])
+	ppKey := certKey(t, "paypal-sandbox-2015.pem")
+	check := func(body, webhookID string) bool {
+		d := sha256.Sum256(paypalSigned(pp.Headers["PAYPAL-TRANSMISSION-ID"], pp.Headers["PAYPAL-TRANSMISSION-TIME"], webhookID, []byte(body)))
+		return rsa.VerifyPKCS1v15(ppKey, crypto.SHA256, d[:], sig) == nil
+	}
+	if !check(pp.Body, pp.WebhookID) {
+		t.Error("PayPal's webhook does not verify")
+	}
+	if check(pp.Body+" ", pp.WebhookID) || check(pp.Body, "OTHERWEBHOOKID") {
+		t.Error("PayPal's webhook verifies with its body or webhook id changed")
 	}
 }

@@ -2,6 +2,7 @@ package webhookauth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 )
 
 // The fuzz targets below cover every parser that reads sender-controlled
@@ -317,6 +321,68 @@ func FuzzUnsignedHandshake(f *testing.F) {
 			if hs.TokenParam != "" && !strings.Contains(query, "subscribe") {
 				t.Fatalf("%s matched without its fixed parameter: %q", p.Name, query)
 			}
+		}
+	})
+}
+
+// FuzzSNSMessage: any body either is refused or yields the canonical
+// string SNS documents, field by field, and nothing panics.
+func FuzzSNSMessage(f *testing.F) {
+	for _, v := range []string{
+		`{"Type":"Notification","MessageId":"1","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":"m","Timestamp":"2025-06-15T15:06:40.123Z","SignatureVersion":"2","Signature":"AA==","SigningCertURL":"https://sns.us-east-1.amazonaws.com/a.pem"}`,
+		`{"Type":"Notification","Subject":"","Message":"","MessageId":"1","Timestamp":"t","TopicArn":"a"}`,
+		`{"Type":"SubscriptionConfirmation","Token":"t","SubscribeURL":"https://x","MessageId":"1","Message":"m","Timestamp":"t","TopicArn":"a"}`,
+		`{"Type":"Other"}`, `[]`, `{"Type":"Notification","Subject":null}`, `{"Message":"a\nb","Type":"Notification"}`,
+	} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		var m snsMessage
+		if json.Unmarshal([]byte(body), &m) != nil {
+			return
+		}
+		got, ok := snsCanonical(&m)
+		if !ok {
+			return
+		}
+		var want strings.Builder
+		names := []string{"Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"}
+		vals := map[string]*string{"Message": &m.Message, "MessageId": &m.MessageID, "Subject": m.Subject, "Timestamp": &m.Timestamp,
+			"TopicArn": &m.TopicArn, "Type": &m.Type, "SubscribeURL": &m.SubscribeURL, "Token": &m.Token}
+		if m.Type != "Notification" {
+			names = []string{"Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"}
+		}
+		for _, n := range names {
+			if v := vals[n]; v != nil {
+				want.WriteString(n + "\n" + *v + "\n")
+			}
+		}
+		if string(got) != want.String() {
+			t.Fatalf("%q: canonical %q, want %q", body, got, want.String())
+		}
+	})
+}
+
+// FuzzBearerToken: any Authorization header is refused by the Pub/Sub
+// scheme (no key is reachable here) without a panic, and only a token
+// that parses as an RS256 JWT gets as far as looking for a key.
+func FuzzBearerToken(f *testing.F) {
+	for _, v := range []string{
+		"Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJhdWQiOiJhIn0.c2ln", "Bearer eyJhbGciOiJub25lIn0.eyJhdWQiOiJhIn0.",
+		"Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln", "bearer a.b.c", "Basic dXNlcjpwYXNz", "Bearer ", "", "Bearer a.b", "Bearer ....",
+	} {
+		f.Add(v)
+	}
+	s := &pubsubScheme{fetchedSettings: fetchedSettings{keys: keyfetch.New(keyfetch.Config{}), policy: KeyPolicy{JWKSURL: "https://keys.invalid/certs"}}, audience: "a"}
+	f.Fuzz(func(t *testing.T, header string) {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.Header.Set("Authorization", header)
+		if rej := s.begin(r); rej != nil {
+			return
+		}
+		_, _, rej := s.verify(context.Background(), r, []byte(`{}`), time.Unix(1750000000, 0))
+		if rej == nil {
+			t.Fatalf("%q verified", header)
 		}
 	})
 }

@@ -46,6 +46,9 @@ type snsMessage struct {
 const snsCertMaxTTL = 24 * time.Hour
 
 func (s *snsScheme) begin(r *http.Request) *Rejection {
+	if strings.EqualFold(r.Header.Get("X-Amz-Sns-Rawdelivery"), "true") {
+		return reject(ReasonSignatureMissing, "SNS raw message delivery carries no signature: turn it off on the subscription")
+	}
 	if vals := r.Header["X-Amz-Sns-Message-Type"]; len(vals) > 1 {
 		return reject(ReasonSignatureMalformed, "the x-amz-sns-message-type header is sent more than once")
 	}
