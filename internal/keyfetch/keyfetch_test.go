@@ -20,8 +20,8 @@ func TestAllowlist(t *testing.T) {
 	}{
 		{"https://sns.us-east-1.amazonaws.com/x.pem", true},
 		{"https://SNS.EU-WEST-1.AMAZONAWS.COM/x.pem", true},
-		{"https://sns.amazonaws.com/x.pem", false},                   // the '*' needs a label
-		{"https://sns.a.b.amazonaws.com/x.pem", false},               // one label only
+		{"https://sns.amazonaws.com/x.pem", false},                    // the '*' needs a label
+		{"https://sns.a.b.amazonaws.com/x.pem", false},                // one label only
 		{"https://sns.us-east-1.amazonaws.com.evil.com/x.pem", false}, // suffix
 		{"https://evilsns.us-east-1.amazonaws.com/x.pem", false},
 		{"https://sns.us_east.amazonaws.com/x.pem", false},
@@ -50,7 +50,7 @@ func TestMaxAge(t *testing.T) {
 	}{
 		{"", time.Hour},
 		{"public, max-age=19800, must-revalidate, no-transform", 19800 * time.Second},
-		{"max-age=5", time.Minute},      // clamped up
+		{"max-age=5", time.Minute},         // clamped up
 		{"max-age=999999", 24 * time.Hour}, // clamped down
 		{"max-age=junk", time.Hour},
 	} {
@@ -100,7 +100,9 @@ func TestCacheBound(t *testing.T) {
 	if got := hits.Load() - before; got != 1 {
 		t.Fatalf("%d fetches, want 1", got)
 	}
-	bad := func([]byte, http.Header, time.Time) (any, time.Time, error) { return nil, time.Time{}, errors.New("nope") }
+	bad := func([]byte, http.Header, time.Time) (any, time.Time, error) {
+		return nil, time.Time{}, errors.New("nope")
+	}
 	if _, err := s.Get(ctx, srv.URL+"/bad", allow, bad); err == nil {
 		t.Fatal("a key that does not parse was accepted")
 	} else if un := new(Unavailable); !errors.As(err, &un) || strings.Contains(err.Error(), "/bad") {
