@@ -50,6 +50,7 @@ import (
 //		handshake        on|off          # answer the provider's endpoint check here (default on)
 //		verify_token     <token>         # meta: the verification request's hub.verify_token
 //		topic_arn        <arn>           # sns: repeatable; only these topics
+//		confirm_subscription on|off      # sns: confirm subscriptions here (default off)
 //		webhook_id       <id>            # paypal: the webhook's id (required)
 //		audience         <aud>           # pubsub: the push subscription's audience (required)
 //		service_account  <email>         # pubsub: the only account whose tokens are accepted
@@ -146,6 +147,11 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		var arn string
 		if arn, err = b.OneArg(); err == nil {
 			handler.TopicARNs = append(handler.TopicARNs, arn)
+		}
+	case "confirm_subscription":
+		var v string
+		if v, err = b.Choice("on", "off"); err == nil {
+			handler.ConfirmSubscription = v == "on"
 		}
 	case "webhook_id":
 		str(&handler.WebhookID)

@@ -85,7 +85,7 @@ func (h *Handler) provisionFetched(ctx interface {
 	set := fetchedSettings{keys: keys, policy: policy, tolerance: tolerance}
 	switch p.Name {
 	case "sns":
-		h.fetched = &snsScheme{fetchedSettings: set, topics: h.TopicARNs}
+		h.fetched = &snsScheme{fetchedSettings: set, topics: h.TopicARNs, confirm: h.ConfirmSubscription}
 	case "paypal":
 		h.fetched = &paypalScheme{fetchedSettings: set, webhookID: h.WebhookID}
 	case "pubsub":

@@ -370,7 +370,8 @@ func TestFetchedConfig(t *testing.T) {
 		{Handler{Provider: "pubsub"}, "'audience' is required"},
 		{Handler{Provider: "sns", Secrets: []string{"s"}}, "takes no 'secret'"},
 		{Handler{Provider: "sns", TopicARNs: []string{"topic"}}, "is not an ARN"},
-		{Handler{Provider: "sns", Audience: "a"}, "takes 'topic_arn' only"},
+		{Handler{Provider: "sns", Audience: "a"}, "takes 'topic_arn' and 'confirm_subscription' only"},
+		{Handler{Provider: "paypal", WebhookID: "w", ConfirmSubscription: true}, "'confirm_subscription' applies to sns"},
 		{Handler{Provider: "github", Secrets: []string{"s"}, Audience: "a"}, "apply to sns, paypal and pubsub"},
 		{Handler{Provider: "sns", SchemeConfig: SchemeConfig{SignatureHeader: "X"}}, "takes none of the generic scheme fields"},
 	} {
@@ -499,5 +500,66 @@ func TestRealProviderSignatures(t *testing.T) {
 	}
 	if check(pp.Body+" ", pp.WebhookID) || check(pp.Body, "OTHERWEBHOOKID") {
 		t.Error("PayPal's webhook verifies with its body or webhook id changed")
+	}
+}
+
+// snsSigned builds an SNS message signed with the test SNS key, its
+// certificate on the key server.
+func snsSigned(t *testing.T, keys *localKeys, m map[string]string) string {
+	msg := snsMessage{Type: m["Type"], MessageID: m["MessageId"], Token: m["Token"], TopicArn: m["TopicArn"], Message: m["Message"],
+		Timestamp: m["Timestamp"], SubscribeURL: m["SubscribeURL"]}
+	canonical, ok := snsCanonical(&msg)
+	if !ok {
+		t.Fatalf("no canonical string for %v", m)
+	}
+	d := sha256.Sum256(canonical)
+	sig, err := rsa.SignPKCS1v15(nil, keyserver.PrivateKey(t, fixtures, "sns.key"), crypto.SHA256, d[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{"SignatureVersion": "2", "Signature": base64.StdEncoding.EncodeToString(sig), "SigningCertURL": keys.ks.URL + "/sns.pem"}
+	for k, v := range m {
+		out[k] = v
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
+// confirm_subscription: the gate visits the verified SubscribeURL itself
+// and answers SNS; off, the confirmation goes to the backend.
+func TestSNSConfirmSubscription(t *testing.T) {
+	keys := newLocalKeys(t)
+	confirmation := func(subscribeURL string) string {
+		return snsSigned(t, keys, map[string]string{"Type": "SubscriptionConfirmation", "MessageId": fmt.Sprint(time.Now().UnixNano()), "Token": "2336412f37fb",
+			"TopicArn": "arn:aws:sns:us-east-1:123456789012:t", "Message": "You have chosen to subscribe.", "Timestamp": "2026-11-29T05:00:00.000Z",
+			"SubscribeURL": subscribeURL})
+	}
+	post := func(h *Handler, body string) (*httptest.ResponseRecorder, *backend) {
+		r := httptest.NewRequest(http.MethodPost, "/sns", strings.NewReader(body))
+		r.Header.Set("X-Amz-Sns-Message-Type", "SubscriptionConfirmation")
+		w, _, be := dedupSend(t, h, r)
+		return w, be
+	}
+	on := fetchedHandler(t, keys, &Handler{Provider: "sns", ConfirmSubscription: true}, 0)
+	good := keys.ks.URL + "/confirm?Action=ConfirmSubscription&TopicArn=arn:aws:sns:us-east-1:123456789012:t&Token=2336412f37fb"
+	w, be := post(on, confirmation(good))
+	if be.calls != 0 || w.Code != 200 || !strings.Contains(w.Body.String(), "confirmed") || keys.ks.Count("/confirm") != 1 {
+		t.Fatalf("confirm on: %d %q, backend %d, visits %d", w.Code, w.Body.String(), be.calls, keys.ks.Count("/confirm"))
+	}
+	before := keys.ks.Total()
+	w, be = post(on, confirmation("https://attacker.example.com/?Action=ConfirmSubscription"))
+	if be.calls != 0 || problemReason(t, w) != ReasonSignatureMalformed || keys.ks.Total() != before {
+		t.Fatalf("SubscribeURL off the allowlist: %d %s", w.Code, w.Body.String())
+	}
+	keys.ks.SetDown(true)
+	w, be = post(on, confirmation(good))
+	if be.calls != 0 || problemReason(t, w) != ReasonKeyUnavailable {
+		t.Fatalf("SubscribeURL down: %d %s", w.Code, w.Body.String())
+	}
+	keys.ks.SetDown(false)
+	off := fetchedHandler(t, keys, &Handler{Provider: "sns"}, 0)
+	visits := keys.ks.Count("/confirm")
+	if w, be := post(off, confirmation(good)); be.calls != 1 || keys.ks.Count("/confirm") != visits {
+		t.Fatalf("confirm off: %d %s, backend %d", w.Code, w.Body.String(), be.calls)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -150,10 +151,15 @@ type Handler struct {
 	// PayPal's webhook id, which its signature covers; Audience is the
 	// audience Pub/Sub's tokens must be for, and ServiceAccount, when
 	// set, the service account they must be issued to.
-	TopicARNs      []string `json:"topic_arns,omitempty"`
-	WebhookID      string   `json:"webhook_id,omitempty"`
-	Audience       string   `json:"audience,omitempty"`
-	ServiceAccount string   `json:"service_account,omitempty"`
+	TopicARNs []string `json:"topic_arns,omitempty"`
+	// ConfirmSubscription: the gate confirms an SNS subscription itself,
+	// once the SubscriptionConfirmation verifies, by visiting its
+	// SubscribeURL (an SNS host, like the certificates); otherwise the
+	// verified confirmation goes to the backend like any delivery.
+	ConfirmSubscription bool   `json:"confirm_subscription,omitempty"`
+	WebhookID           string `json:"webhook_id,omitempty"`
+	Audience            string `json:"audience,omitempty"`
+	ServiceAccount      string `json:"service_account,omitempty"`
 
 	// The generic scheme fields; each one set overrides the preset.
 	SchemeConfig
@@ -320,8 +326,8 @@ func (h *Handler) validateFetched() error {
 	p, err := LookupPreset(h.Provider)
 	fetched := err == nil && p.Key == KeyFetched
 	if !fetched {
-		if len(h.TopicARNs) > 0 || h.WebhookID != "" || h.Audience != "" || h.ServiceAccount != "" {
-			return fmt.Errorf("webhook_auth: 'topic_arn', 'webhook_id', 'audience' and 'service_account' apply to sns, paypal and pubsub")
+		if len(h.TopicARNs) > 0 || h.ConfirmSubscription || h.WebhookID != "" || h.Audience != "" || h.ServiceAccount != "" {
+			return fmt.Errorf("webhook_auth: 'topic_arn', 'confirm_subscription', 'webhook_id', 'audience' and 'service_account' apply to sns, paypal and pubsub")
 		}
 		return nil
 	}
@@ -331,13 +337,19 @@ func (h *Handler) validateFetched() error {
 	switch p.Name {
 	case "sns":
 		if h.WebhookID != "" || h.Audience != "" || h.ServiceAccount != "" {
-			return fmt.Errorf("webhook_auth sns: takes 'topic_arn' only")
+			return fmt.Errorf("webhook_auth sns: takes 'topic_arn' and 'confirm_subscription' only")
 		}
 		for _, arn := range h.TopicARNs {
 			if !strings.HasPrefix(arn, "arn:") {
 				return fmt.Errorf("webhook_auth sns: topic_arn %q is not an ARN (arn:aws:sns:<region>:<account>:<topic>)", arn)
 			}
 		}
+	case "paypal", "pubsub":
+		if h.ConfirmSubscription {
+			return fmt.Errorf("webhook_auth %s: 'confirm_subscription' applies to sns", p.Name)
+		}
+	}
+	switch p.Name {
 	case "paypal":
 		if h.WebhookID == "" {
 			return fmt.Errorf("webhook_auth paypal: 'webhook_id' is required: the id PayPal shows for this webhook, which its signature covers")
@@ -625,6 +637,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return gate.Respond(w, d.rej, h.OnReject)
 	case d.handshake && h.answerHS:
 		return h.hs.answer(w, d.challenge, d.key)
+	case d.confirmed:
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusOK)
+		_, err := io.WriteString(w, "subscription confirmed\n")
+		return err
 	case d.duplicate:
 		return writeDuplicate(w, d.id)
 	}
@@ -662,6 +679,8 @@ type delivery struct {
 	handshake bool
 	challenge string
 	key       []byte
+	// confirmed: the gate confirmed an SNS subscription itself.
+	confirmed bool
 	// With dedup: claimed is true when this request holds the claim
 	// (under token), duplicate when the delivery was already delivered.
 	claimed, duplicate bool
@@ -868,6 +887,10 @@ func (h *Handler) checkFetched(w http.ResponseWriter, r *http.Request, repl *cad
 	start := time.Now()
 	id, ev, rej := h.fetched.verify(r.Context(), r, d.body.buf, h.now())
 	h.metrics.verify.Observe(time.Since(start).Seconds())
+	if rej == errConfirmed {
+		d.handshake, d.confirmed = true, true
+		return
+	}
 	if rej != nil {
 		d.rej = rej
 		return

@@ -23,7 +23,8 @@ import (
 // a canonical string of its fields.
 type snsScheme struct {
 	fetchedSettings
-	topics []string
+	topics  []string
+	confirm bool
 }
 
 // snsMessage is an SNS delivery. Subject is a pointer: a Notification
@@ -107,8 +108,23 @@ func (s *snsScheme) verify(ctx context.Context, r *http.Request, body []byte, no
 	if len(s.topics) > 0 && !contains(s.topics, m.TopicArn) {
 		return "", "", reject(ReasonSignatureInvalid, "the message is for a topic this endpoint does not accept")
 	}
+	if s.confirm && m.Type == "SubscriptionConfirmation" {
+		// Confirm it here: visit the (signed) SubscribeURL, under the
+		// same rules as a certificate fetch.
+		if u, err := url.Parse(m.SubscribeURL); err != nil || u.Query().Get("Action") != "ConfirmSubscription" {
+			return "", "", reject(ReasonSignatureMalformed, "the SubscribeURL is not an SNS ConfirmSubscription URL")
+		}
+		if err := s.keys.Visit(ctx, m.SubscribeURL, s.policy.Hosts); err != nil {
+			return "", "", keyRejection(err, "SubscribeURL")
+		}
+		return m.MessageID, m.Type, errConfirmed
+	}
 	return m.MessageID, m.Type, nil
 }
+
+// errConfirmed is not a refusal: the gate has confirmed the subscription
+// itself, and answers SNS instead of the backend.
+var errConfirmed = &Rejection{Reason: "confirmed"}
 
 // snsCanonical builds the string SNS signs: "Name\nValue\n" for each
 // field of the message type, in this order, and for a Notification the

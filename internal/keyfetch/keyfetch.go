@@ -282,6 +282,22 @@ func (s *Source) Len() int {
 	return len(s.entries)
 }
 
+// Visit GETs rawURL under the same rules as a key fetch (HTTPS, the
+// allowlist, redirects within it, the time and size bounds) and reports
+// whether it answered 200: Amazon SNS's SubscribeURL, which confirms a
+// subscription. Nothing is cached.
+func (s *Source) Visit(ctx context.Context, rawURL string, allow Allowlist) error {
+	u, err := url.Parse(rawURL)
+	if err != nil || !allow.Allows(u) {
+		s.observe("refused")
+		return ErrNotAllowed
+	}
+	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	_, _, err = s.fetch(fctx, u, allow, func([]byte, http.Header, time.Time) (any, time.Time, error) { return nil, time.Time{}, nil })
+	return err
+}
+
 // maxRedirects bounds the redirects followed, each to an allowlisted URL.
 const maxRedirects = 3
 

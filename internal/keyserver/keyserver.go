@@ -48,6 +48,7 @@ type Server struct {
 //	/sns.pem, /paypal.pem, /other.pem, /selfsigned.pem  the certificates
 //	/big.pem      10 MB of PEM-looking bytes
 //	/redirect.pem 302 to the same server under the name "localhost"
+//	/confirm      200, as SNS's SubscribeURL answers
 //	/certs        the JWKS holding google.key's public key as KID, max-age 3600
 func Start(t testing.TB, dir string) *Server {
 	t.Helper()
@@ -97,6 +98,9 @@ func Start(t testing.TB, dir string) *Server {
 			w.Write([]byte(strings.Repeat("A", 10<<20)))
 		case p == "/redirect.pem":
 			http.Redirect(w, r, "https://localhost:"+strings.Split(s.Host, ":")[1]+"/sns.pem", http.StatusFound)
+		case p == "/confirm":
+			w.Header().Set("Content-Type", "text/xml")
+			w.Write([]byte("<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>arn:aws:sns:us-east-1:123456789012:t:1</SubscriptionArn></ConfirmSubscriptionResult></ConfirmSubscriptionResponse>"))
 		case p == "/certs":
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "public, max-age=3600")
