@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webhookauth/caddy-webhookauth/internal/keyserver"
 	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
@@ -260,5 +261,88 @@ func TestCLIHandshakeThroughRealCaddy(t *testing.T) {
 	}
 	if got := be.take(); len(got) != 1 {
 		t.Fatalf("handshake off: the backend got %d requests", len(got))
+	}
+}
+
+// TestCLIFetchedKeysSend: `caddy webhook send` signs for SNS, PayPal and
+// Pub/Sub with the user's own key, served by a local key server the
+// webhook app is pointed at, and the deliveries pass a real Caddy.
+func TestCLIFetchedKeysSend(t *testing.T) {
+	const dir = "webhookauth/testdata/fetched"
+	ks := keyserver.Start(t, dir)
+	be := newBackend(t)
+	tester := newTester(t)
+	tester.InitServer(caddyConfig(fmt.Sprintf(`
+		webhook {
+			keys {
+				hosts sns %[1]s
+				hosts paypal %[1]s
+				hosts pubsub %[1]s
+				root_ca %[2]s
+				jwks_url %[3]s/certs
+			}
+		}`, ks.Host, ks.RootFile, ks.URL), fmt.Sprintf(`
+	:9080 {
+		route /sns {
+			webhook_auth sns {
+				topic_arn arn:aws:sns:us-east-1:123456789012:cli
+			}
+			reverse_proxy %[1]s
+		}
+		route /paypal {
+			webhook_auth paypal {
+				webhook_id 8PT597110X687430LKGECATA
+			}
+			reverse_proxy %[1]s
+		}
+		route /pubsub {
+			webhook_auth pubsub {
+				audience https://hooks.example.com/pubsub
+			}
+			reverse_proxy %[1]s
+		}
+	}
+	`, be.URL)), "caddyfile")
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	env := []string{"CLI_SNS_KEY=" + read("sns.key"), "CLI_PAYPAL_KEY=" + read("paypal.key"), "CLI_GOOGLE_KEY=" + read("google.key")}
+	body := []byte(`{"event":"cli","n":1}`)
+	for _, c := range []struct {
+		provider string
+		args     []string
+	}{
+		{"sns", []string{"--private-key-env", "CLI_SNS_KEY", "--cert-url", ks.URL + "/sns.pem", "--topic-arn", "arn:aws:sns:us-east-1:123456789012:cli"}},
+		{"paypal", []string{"--private-key-env", "CLI_PAYPAL_KEY", "--cert-url", ks.URL + "/paypal.pem", "--webhook-id", "8PT597110X687430LKGECATA"}},
+		{"pubsub", []string{"--private-key-env", "CLI_GOOGLE_KEY", "--key-id", keyserver.KID, "--audience", "https://hooks.example.com/pubsub"}},
+	} {
+		args := append([]string{"webhook", "send", "--provider", c.provider}, c.args...)
+		out, stderr, code := runCLI(t, env, body, append(args, base+"/"+c.provider)...)
+		got := be.take()
+		if code != 0 || !strings.HasPrefix(out, "HTTP/1.1 200 OK") || len(got) != 1 {
+			t.Errorf("%s: exit %d\n%s%s", c.provider, code, out, stderr)
+			continue
+		}
+		if c.provider != "sns" && !bytes.Equal(got[0].body, body) {
+			t.Errorf("%s: the backend got %q", c.provider, got[0].body)
+		}
+		if c.provider == "sns" && !strings.Contains(string(got[0].body), `"Message": "{\"event\":\"cli\",\"n\":1}"`) {
+			t.Errorf("sns: the backend got %s", got[0].body)
+		}
+	}
+	// sign prints SNS's signed envelope after the headers.
+	out, stderr, code := runCLI(t, env, body, "webhook", "sign", "--provider", "sns", "--private-key-env", "CLI_SNS_KEY",
+		"--cert-url", ks.URL+"/sns.pem", "--topic-arn", "arn:aws:sns:us-east-1:123456789012:cli")
+	if code != 0 || !strings.Contains(out, "x-amz-sns-message-type: Notification\n") || !strings.Contains(out, "\n\n{") || !strings.Contains(out, `"SignatureVersion": "2"`) {
+		t.Errorf("sign sns: exit %d\n%s%s", code, out, stderr)
+	}
+	// A shared secret is refused for these senders.
+	_, stderr, code = runCLI(t, []string{"S=x"}, body, "webhook", "sign", "--provider", "paypal", "--secret-env", "S")
+	if code == 0 || !strings.Contains(stderr, "sign with your own RSA key") {
+		t.Errorf("paypal with a secret: exit %d %s", code, stderr)
 	}
 }

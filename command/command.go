@@ -114,6 +114,12 @@ func deliveryFlags(cmd *cobra.Command) {
 	f.StringP("body-file", "f", "", "file holding the body (default: standard input)")
 	f.String("id", "", "delivery id, for providers that send one (default: a fresh id)")
 	f.Int64("timestamp", 0, "Unix time to sign at, for providers that sign one (default: now)")
+	f.String("cert-url", "", "sns, paypal: where your certificate is served (the endpoint fetches it; its host must be allowed in the webhook app's keys block)")
+	f.String("key-id", "", "pubsub: your key's id in the key set you serve (the webhook app's keys jwks_url)")
+	f.String("topic-arn", "", "sns: the topic ARN")
+	f.String("webhook-id", "", "paypal: the webhook id the endpoint is configured with")
+	f.String("audience", "", "pubsub: the audience the endpoint is configured with")
+	f.String("service-account", "", "pubsub: the service account email to put in the token")
 }
 
 func signCommand() *cobra.Command {
@@ -303,6 +309,9 @@ type delivery struct {
 	// id is the delivery id sent in idHeader, given or generated; empty
 	// for providers that send none.
 	id, idHeader string
+	// wrapped: the body itself was rewritten to carry the signature
+	// (SNS's JSON envelope), so sign prints it too.
+	wrapped bool
 }
 
 func readDelivery(fl caddycmd.Flags, stdin io.Reader) (*delivery, error) {
@@ -322,8 +331,14 @@ func readDelivery(fl caddycmd.Flags, stdin io.Reader) (*delivery, error) {
 		if fl.String("secret") != "" || fl.String("secret-env") != "" {
 			return nil, fmt.Errorf("%s signs with a private key: use --private-key or --private-key-env", p.Name)
 		}
-	} else if fl.String("private-key") != "" || fl.String("private-key-env") != "" {
+	} else if p.Key != webhookauth.KeyFetched && (fl.String("private-key") != "" || fl.String("private-key-env") != "") {
 		return nil, fmt.Errorf("%s signs with a shared secret: use --secret or --secret-env", p.Name)
+	}
+	if p.Key == webhookauth.KeyFetched {
+		flag, envFlag = "private-key", "private-key-env"
+		if fl.String("secret") != "" || fl.String("secret-env") != "" {
+			return nil, fmt.Errorf("%s signs with keys the endpoint fetches: sign with your own RSA key, --private-key or --private-key-env", p.Name)
+		}
 	}
 	secret := fl.String(flag)
 	if env := fl.String(envFlag); env != "" {
@@ -351,6 +366,9 @@ func readDelivery(fl caddycmd.Flags, stdin io.Reader) (*delivery, error) {
 	ts := time.Now()
 	if unix, _ := fl.GetInt64("timestamp"); unix != 0 {
 		ts = time.Unix(unix, 0)
+	}
+	if p.Key == webhookauth.KeyFetched {
+		return signFetched(p, secret, fl, body, ts)
 	}
 	return sign(provider, secret, body, fl.String("id"), ts)
 }
@@ -384,6 +402,28 @@ func sign(provider, secret string, body []byte, id string, ts time.Time) (*deliv
 	}
 	names := []string{p.Scheme.SignatureHeader, p.Scheme.TimestampHeader, p.Scheme.IDHeader}
 	return &delivery{names: names, body: body, header: h, id: id, idHeader: p.Scheme.IDHeader}, nil
+}
+
+// signFetched signs for a sender whose keys are fetched, with the user's
+// own RSA key (PEM), served where the endpoint will look.
+func signFetched(p webhookauth.Preset, keyText string, fl caddycmd.Flags, body []byte, ts time.Time) (*delivery, error) {
+	key, err := webhookauth.ParsePrivateKey(webhookauth.AlgorithmRSAPKCS1, keyText)
+	if err != nil {
+		return nil, fmt.Errorf("--private-key: %w", err)
+	}
+	h, out, err := p.SignFetched(webhookauth.FetchedSigning{Key: key, CertURL: fl.String("cert-url"), KeyID: fl.String("key-id"),
+		TopicARN: fl.String("topic-arn"), WebhookID: fl.String("webhook-id"), Audience: fl.String("audience"), Account: fl.String("service-account")},
+		body, fl.String("id"), ts)
+	if err != nil {
+		return nil, err
+	}
+	names := []string{"PAYPAL-TRANSMISSION-ID", "PAYPAL-TRANSMISSION-TIME", "PAYPAL-TRANSMISSION-SIG", "PAYPAL-CERT-URL", "PAYPAL-AUTH-ALGO",
+		"x-amz-sns-message-type", "x-amz-sns-message-id", "x-amz-sns-topic-arn"}
+	d := &delivery{names: names, body: out, header: h, wrapped: p.Name == "sns"}
+	if p.Name == "paypal" {
+		d.id, d.idHeader = h.Get("Paypal-Transmission-Id"), "PAYPAL-TRANSMISSION-ID"
+	}
+	return d, nil
 }
 
 // freshID makes an id like the provider's own: a UUID for most, msg_…
@@ -426,6 +466,12 @@ func (d *delivery) writeHeaders(w io.Writer) error {
 	var b strings.Builder
 	for _, l := range d.lines() {
 		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	if d.wrapped {
+		// The signature is in the body: a blank line, then the body.
+		b.WriteByte('\n')
+		b.Write(d.body)
 		b.WriteByte('\n')
 	}
 	_, err := io.WriteString(w, b.String())
