@@ -513,7 +513,7 @@ var catalogue = []Preset{
 	},
 	{
 		Name:        "paypal",
-		Summary:     "`PAYPAL-TRANSMISSION-SIG`: base64 SHA256withRSA of `<PAYPAL-TRANSMISSION-ID>|<PAYPAL-TRANSMISSION-TIME>|<webhook_id>|<CRC32 of the body, decimal>`, under the certificate `PAYPAL-CERT-URL` names, fetched only from a PayPal API host, chained to a trusted root, issued to PayPal's message verification name, cached. `webhook_id` is required.",
+		Summary:     "`PAYPAL-TRANSMISSION-SIG`: base64 SHA256withRSA of `PAYPAL-TRANSMISSION-ID`, `PAYPAL-TRANSMISSION-TIME`, `webhook_id` and the body's CRC32 (unsigned decimal), joined by vertical bars, under the certificate `PAYPAL-CERT-URL` names, fetched only from a PayPal API host, chained to a trusted root, issued to PayPal's message verification name, cached. `webhook_id` is required.",
 		DocURL:      "https://developer.paypal.com/api/rest/webhooks/rest/#link-selfverificationmethod",
 		Key:         KeyFetched,
 		SignatureIn: "PAYPAL-TRANSMISSION-SIG",

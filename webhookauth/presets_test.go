@@ -32,6 +32,16 @@ func TestCatalogueEntries(t *testing.T) {
 		if p.Summary == "" || !strings.HasPrefix(p.DocURL, "https://") || p.Key == "" {
 			t.Errorf("%s: summary, doc link and key kind are required", p.Name)
 		}
+		// The README's tables are Markdown: a '|' would split a cell.
+		texts := []string{p.Summary, p.Unsigned}
+		if p.Handshake != nil {
+			texts = append(texts, p.Handshake.Summary)
+		}
+		for _, text := range texts {
+			if strings.Contains(text, "|") {
+				t.Errorf("%s: %q has a '|', which breaks the README's tables", p.Name, text)
+			}
+		}
 		if p.Key == KeyFetched {
 			if p.SignatureIn == "" {
 				t.Errorf("%s: a fetched-key preset says where its signature is", p.Name)
