@@ -106,6 +106,11 @@ func TestAdaptErrors(t *testing.T) {
 			secret s
 			read_timeout 0
 		}`, "'read_timeout' must be longer than 0"},
+		{"paypal without webhook_id", `webhook_auth paypal`, "'webhook_id' is required"},
+		{"pubsub with a secret", `webhook_auth pubsub {
+			secret s
+			audience a
+		}`, "it takes no 'secret'"},
 		{"handshake on a preset without one", `webhook_auth github {
 			secret s
 			handshake off
