@@ -21,10 +21,11 @@ import (
 // for the public roots, its host for the providers' hosts): valid
 // deliveries reach the backend byte for byte, forgeries are refused, the
 // certificate is fetched once for all the deliveries, a key URL off the
-// allowlist costs no request, and the key server going down leaves cached
-// keys working and the rest answered 503 key_unavailable. (The unit tests
-// in webhookauth/fetched_test.go cover redirects, oversize keys, bad
-// chains, 200 concurrent deliveries on a cold cache and hostile tokens.)
+// allowlist costs no request, a redirect off it, a certificate for
+// another name or another root and a 10 MB key are 503 key_unavailable,
+// 200 concurrent deliveries on a cold cache make one fetch, and the key
+// server going down leaves cached keys working and the rest answered 503.
+// (webhookauth/fetched_test.go adds hostile tokens and key rotation.)
 func TestFetchedKeysThroughCaddy(t *testing.T) {
 	const dir = "webhookauth/testdata/fetched"
 	ks := keyserver.Start(t, dir)
@@ -126,6 +127,51 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 	if code, out := send("/sns", evil, nil); code != 401 || !strings.Contains(out, `"reason":"signature_malformed"`) || ks.Total() != before {
 		t.Errorf("cert URL off the allowlist: %d %s, key server asked %d times", code, out, ks.Total()-before)
 	}
+
+	// Certificate URLs that lead nowhere good, each answered 503
+	// key_unavailable: a redirect to a host off the allowlist, a
+	// certificate for another name, one not chained to the roots, 10 MB.
+	for _, path := range []string{"/redirect.pem", "/other.pem", "/selfsigned.pem", "/big.pem"} {
+		body := strings.Replace(snsValid, m["SigningCertURL"].(string), ks.URL+path, 1)
+		if code, out := send("/sns", body, nil); code != 503 || !strings.Contains(out, `"reason":"key_unavailable"`) {
+			t.Errorf("%s: %d %s", path, code, out)
+		}
+	}
+	if got := be.take(); len(got) != 0 {
+		t.Fatalf("the backend got %d deliveries with unusable keys", len(got))
+	}
+
+	// 200 concurrent deliveries naming a certificate never fetched: one
+	// fetch. (Dedup absorbs the copies; each is answered 200.)
+	cold := strings.Replace(snsValid, m["SigningCertURL"].(string), ks.URL+"/sns-cold.pem", 1)
+	release := ks.Hold()
+	codes := make(chan int, 200)
+	for range 200 {
+		go func() {
+			req, _ := http.NewRequest(http.MethodPost, base+"/sns", strings.NewReader(cold))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ks.Count("/sns-cold.pem") == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	for range 200 {
+		if code := <-codes; code != 200 && code != 409 {
+			t.Errorf("a concurrent delivery got %d", code)
+		}
+	}
+	if n := ks.Count("/sns-cold.pem"); n != 1 {
+		t.Errorf("%d fetches of a cold certificate for 200 concurrent deliveries, want 1", n)
+	}
+	be.take()
 
 	// Pub/Sub: tokens signed now with the test Google key.
 	priv := keyserver.PrivateKey(t, dir, "google.key")

@@ -46,6 +46,7 @@ type Server struct {
 // Start serves dir's fixtures (webhookauth/testdata/fetched):
 //
 //	/sns.pem, /paypal.pem, /other.pem, /selfsigned.pem  the certificates
+//	/sns-cold.pem the SNS certificate again, under another URL
 //	/big.pem      10 MB of PEM-looking bytes
 //	/redirect.pem 302 to the same server under the name "localhost"
 //	/confirm      200, as SNS's SubscribeURL answers
@@ -77,6 +78,7 @@ func Start(t testing.TB, dir string) *Server {
 	for _, f := range []string{"sns.pem", "paypal.pem", "other.pem", "selfsigned.pem"} {
 		files["/"+f] = read(f)
 	}
+	files["/sns-cold.pem"] = files["/sns.pem"] // the same certificate under a URL no test has fetched
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.counts[r.URL.Path]++
