@@ -45,6 +45,7 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 		route /sns {
 			webhook_auth sns {
 				dedup
+				dedup_scope fetched-%[2]d
 			}
 			reverse_proxy %[1]s
 		}
@@ -62,7 +63,7 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 			reverse_proxy %[1]s
 		}
 	}
-	`, be.URL)), "caddyfile")
+	`, be.URL, time.Now().UnixNano())), "caddyfile")
 
 	send := func(path, body string, headers map[string]string) (int, string) {
 		t.Helper()

@@ -213,6 +213,16 @@ func (s *Source) get(ctx context.Context, rawURL string, allow Allowlist, parse 
 	// One fetch per URL at a time; the others wait for its result. The
 	// fetch runs on its own deadline, not the first caller's request.
 	ch := s.group.DoChan(key, func() (any, error) {
+		// A flight that ended between this caller's look at the cache
+		// and now may have stored the key already: look again, so that
+		// callers arriving in that gap do not fetch a second time.
+		s.mu.Lock()
+		if e := s.entries[key]; e != nil && s.now().Before(e.expires) && (!force || s.now().Sub(e.lastSync) < minForcedInterval) {
+			v := e.value
+			s.mu.Unlock()
+			return v, nil
+		}
+		s.mu.Unlock()
 		fctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 		defer cancel()
 		v, expires, err := s.fetch(fctx, u, allow, parse)
