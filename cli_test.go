@@ -272,16 +272,7 @@ func TestCLIFetchedKeysSend(t *testing.T) {
 	ks := keyserver.Start(t, dir)
 	be := newBackend(t)
 	tester := newTester(t)
-	tester.InitServer(caddyConfig(fmt.Sprintf(`
-		webhook {
-			keys {
-				hosts sns %[1]s
-				hosts paypal %[1]s
-				hosts pubsub %[1]s
-				root_ca %[2]s
-				jwks_url %[3]s/certs
-			}
-		}`, ks.Host, ks.RootFile, ks.URL), fmt.Sprintf(`
+	tester.InitServer(caddyConfig(keyServerGlobals(ks), fmt.Sprintf(`
 	:9080 {
 		route /sns {
 			webhook_auth sns {

@@ -31,16 +31,7 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 	ks := keyserver.Start(t, dir)
 	be := newBackend(t)
 	tester := newTester(t)
-	tester.InitServer(caddyConfig(fmt.Sprintf(`
-		webhook {
-			keys {
-				hosts sns %[1]s
-				hosts paypal %[1]s
-				hosts pubsub %[1]s
-				root_ca %[2]s
-				jwks_url %[3]s/certs
-			}
-		}`, ks.Host, ks.RootFile, ks.URL), fmt.Sprintf(`
+	tester.InitServer(caddyConfig(keyServerGlobals(ks), fmt.Sprintf(`
 	:9080 {
 		route /sns {
 			webhook_auth sns {
@@ -67,16 +58,7 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 
 	send := func(path, body string, headers map[string]string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
-		for k, v := range headers {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
+		resp, out := request(t, http.MethodPost, base+path, body, headers)
 		return resp.StatusCode, string(out)
 	}
 	// The SNS and PayPal vectors, their key URLs pointed at the key server.
@@ -221,16 +203,7 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 			t.Errorf("a PayPal cert URL with a query: %d %s", code, out)
 		}
 		headers["PAYPAL-CERT-URL"] = ks.URL + "/paypal-rotated.pem"
-		req, _ := http.NewRequest(http.MethodPost, base+"/paypal", strings.NewReader(v.Body))
-		for k, val := range headers {
-			req.Header.Set(k, val)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, body := request(t, http.MethodPost, base+"/paypal", v.Body, headers)
 		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"reason":"key_unavailable"`) {
 			t.Errorf("no key to be had: %d %s", resp.StatusCode, body)
 		}

@@ -3,7 +3,6 @@ package caddywebhookauth_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -62,20 +61,7 @@ func TestHandshakesThroughCaddy(t *testing.T) {
 
 	send := func(method, target, body string, headers map[string]string) (*http.Response, []byte) {
 		t.Helper()
-		req, err := http.NewRequest(method, target, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range headers {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		got, _ := io.ReadAll(resp.Body)
-		return resp, got
+		return request(t, method, target, body, headers)
 	}
 	for name, v := range vecs {
 		target := base + "/" + name

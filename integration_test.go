@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/webhookauth/caddy-webhookauth"
+	"github.com/webhookauth/caddy-webhookauth/internal/keyserver"
 	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
@@ -303,4 +304,40 @@ func assertProblem(t *testing.T, tester *caddytest.Tester, req *http.Request, st
 		}
 	}
 	return resp
+}
+
+// request sends one request to the Caddy under test and returns its response
+// (body already read and closed) and body. Header values are set as
+// given.
+func request(t *testing.T, method, target, body string, headers map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, target, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp, out
+}
+
+// keyServerGlobals points the webhook app's key source at a local key
+// server: its host for every fetched-key sender, its CA, its key set.
+func keyServerGlobals(ks *keyserver.Server) string {
+	return fmt.Sprintf(`
+		webhook {
+			keys {
+				hosts sns %[1]s
+				hosts paypal %[1]s
+				hosts pubsub %[1]s
+				root_ca %[2]s
+				jwks_url %[3]s/certs
+			}
+		}`, ks.Host, ks.RootFile, ks.URL)
 }
