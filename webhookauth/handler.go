@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -379,7 +380,7 @@ func (h *Handler) compileScheme() (*Scheme, Preset, error) {
 		}
 	}
 	if p.Key == KeyFetched {
-		if h.SchemeConfig != (SchemeConfig{}) {
+		if !reflect.ValueOf(h.SchemeConfig).IsZero() {
 			return nil, p, fmt.Errorf("webhook_auth %s: the scheme is fixed: it takes none of the generic scheme fields", p.Name)
 		}
 		return nil, p, nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,9 +79,13 @@ func withHandshake(p Preset, hs *Handshake) Preset {
 
 func prefix(s string) *string { return &s }
 
-// catalogue is every provider the gate knows, in README order. Sources:
-// each entry's DocURL.
-var catalogue = []Preset{
+// catalogue is every provider the gate knows, in README order: the
+// presets below, then those of presets_more.go. Sources: each entry's
+// DocURL.
+var catalogue = slices.Concat(corePresets, morePresets)
+
+// corePresets are the first presets, with the engine's own schemes.
+var corePresets = []Preset{
 	{
 		Name:    "github",
 		Summary: "`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(body)>`. The legacy SHA-1 `X-Hub-Signature` alone is not accepted.",

@@ -133,6 +133,8 @@ type Scheme struct {
 	// ObjectBody: a body that is not a JSON object (after white space)
 	// is refused before its MAC is computed.
 	ObjectBody bool
+	// moreSigHeaders are MoreSignatureHeaders, canonical.
+	moreSigHeaders []string
 	// SettingsHeader names a header in which the sender may say that it
 	// signed with HMAC-SHA256 ("…,algorithm=HMAC_SHA256") instead of the
 	// scheme's algorithm (Twilio's SharedKey).
@@ -220,6 +222,10 @@ type SchemeConfig struct {
 	URLPortVariants bool   `json:"-"`
 	SettingsHeader  string `json:"-"`
 	ObjectBody      bool   `json:"-"`
+	// MoreSignatureHeaders may each carry a signature too, one per key
+	// (Box's secondary, DocuSign's X-DocuSign-Signature-2 and on): any
+	// signature in any of them may match any secret.
+	MoreSignatureHeaders []string `json:"-"`
 }
 
 // merge returns base with every field that o sets replaced.
@@ -277,6 +283,9 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 	}
 	if c.SignaturePrefix != nil {
 		s.Prefix = *c.SignaturePrefix
+	}
+	for _, h := range c.MoreSignatureHeaders {
+		s.moreSigHeaders = append(s.moreSigHeaders, http.CanonicalHeaderKey(h))
 	}
 	if s.SignatureHeader == "" && s.SignatureField == "" {
 		return nil, fmt.Errorf("no signature_header: name a provider or set signature_header (or signature_field)")

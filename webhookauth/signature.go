@@ -154,3 +154,28 @@ func (s *Scheme) addCandidate(c *candidates, text string) bool {
 
 // get returns candidate j.
 func (c *candidates) get(j int) []byte { return c.sig[j][:c.len[j]] }
+
+// addHeaderSignatures adds the signatures of one more signature header
+// (see MoreSignatureHeaders) to c. An absent header adds nothing; one
+// sent twice, or holding no valid signature, is signature_malformed.
+func (s *Scheme) addHeaderSignatures(values []string, name string, c *candidates) *Rejection {
+	switch {
+	case len(values) == 0:
+		return nil
+	case len(values) > 1:
+		return reject(ReasonSignatureMalformed, "the "+name+" header is sent more than once")
+	}
+	var more candidates
+	more.macSize = c.macSize
+	if rej := s.parseSignature(values, &more); rej != nil {
+		return reject(ReasonSignatureMalformed, "the "+name+" header does not hold a valid signature")
+	}
+	for j := 0; j < more.n; j++ {
+		if c.n == maxCandidates {
+			return reject(ReasonSignatureMalformed, "the signature headers carry too many signatures")
+		}
+		c.sig[c.n], c.len[c.n] = more.sig[j], more.len[j]
+		c.n++
+	}
+	return nil
+}

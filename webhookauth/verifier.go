@@ -168,6 +168,11 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 		if rej := s.parseSignature(r.Header[s.SignatureHeader], &st.cands); rej != nil {
 			return st, rej
 		}
+		for _, name := range s.moreSigHeaders {
+			if rej := s.addHeaderSignatures(r.Header[name], name, &st.cands); rej != nil {
+				return st, rej
+			}
+		}
 	}
 	for _, name := range s.signedHeaders {
 		if len(r.Header[name]) > 1 {
