@@ -250,7 +250,11 @@ func handshake(fl caddycmd.Flags, target string, timeout time.Duration, out io.W
 	req := probe.Request.WithContext(ctx)
 	req.Header.Set("User-Agent", "caddy-webhook-handshake")
 	fmt.Fprintf(out, "sending %s's handshake: %s\n", p.Name, strings.ReplaceAll(p.Handshake.Summary, "`", ""))
-	fmt.Fprintf(out, "  %s %s (challenge %s)\n", req.Method, redactQuery(req.URL, p.Handshake.TokenParam), probe.Challenge)
+	challenge := probe.Challenge
+	if probe.SecretChallenge {
+		challenge = "the secret itself, not shown"
+	}
+	fmt.Fprintf(out, "  %s %s (challenge: %s)\n", req.Method, redactQuery(req.URL, p.Handshake.TokenParam), challenge)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return false, err
@@ -262,7 +266,11 @@ func handshake(fl caddycmd.Flags, target string, timeout time.Duration, out io.W
 	}
 	fmt.Fprintf(out, "answer: %s %s, %d bytes\n", resp.Proto, resp.Status, len(body))
 	if err := probe.Check(resp.StatusCode, resp.Header.Get("Content-Type"), body); err != nil {
-		fmt.Fprintf(out, "wrong: %v\n", err)
+		msg := err.Error()
+		if probe.SecretChallenge {
+			msg = strings.ReplaceAll(msg, secret, "<secret>")
+		}
+		fmt.Fprintf(out, "wrong: %s\n", msg)
 		return false, nil
 	}
 	if resp.Header.Get("X-Content-Type-Options") != "nosniff" {

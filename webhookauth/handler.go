@@ -176,6 +176,8 @@ type Handler struct {
 	dedupNS string
 	// stripSig removes the signature header before the request goes on.
 	stripSig bool
+	// echo is a request header copied onto the response (EchoHeader).
+	echo string
 	// hs is the preset's handshake, answered here when answerHS;
 	// verifyToken is the digest of VerifyToken, if set.
 	hs       *Handshake
@@ -308,7 +310,8 @@ func (h *Handler) provisionSigned(scheme *Scheme, p Preset, tolerance time.Durat
 				zap.String("provider", h.label), zap.Int("secret_index", i), zap.Int("min_length", MinSecretLength))
 		}
 	}
-	h.stripSig = scheme.Algorithm == AlgorithmToken && scheme.SignatureHeader != ""
+	h.stripSig = scheme.Algorithm == AlgorithmToken && scheme.SignatureHeader != "" && !p.KeepToken
+	h.echo = http.CanonicalHeaderKey(p.EchoHeader)
 	if h.ForwardSignature != nil {
 		if !*h.ForwardSignature && scheme.SignatureHeader == "" {
 			return fmt.Errorf("webhook_auth %s: forward_signature off: the signature is in the body, which the gate never alters", h.label)
@@ -646,7 +649,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case d.duplicate:
 		return writeDuplicate(w, d.id)
 	}
-	h.passOn(r)
+	h.passOn(w, r)
 	if d.claimed {
 		return h.serveClaimed(w, r, next, &d)
 	}
@@ -654,7 +657,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // passOn readies a request that goes on to the next handler.
-func (h *Handler) passOn(r *http.Request) {
+func (h *Handler) passOn(w http.ResponseWriter, r *http.Request) {
+	if h.echo != "" {
+		// The sender wants its header back on the answer (Adobe Sign's
+		// client id); set before the backend writes, which may override.
+		if v := r.Header.Get(h.echo); v != "" {
+			w.Header().Set(h.echo, v)
+		}
+	}
 	if h.stripSig {
 		r.Header.Del(h.verifier.scheme.SignatureHeader)
 	}

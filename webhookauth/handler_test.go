@@ -219,8 +219,12 @@ func TestBadInputsNeverReachTheBackend(t *testing.T) {
 			badCase{"oversize chunked body", func(t testing.TB, r *http.Request, _ string) {
 				r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(bytes.Repeat([]byte("x"), 1025))), -1
 			}, 413, ReasonBodyTooLarge},
-			badCase{"GET", func(t testing.TB, r *http.Request, _ string) { r.Method = http.MethodGet }, 405, ReasonMethodNotAllowed},
 		)
+		if p, _ := LookupPreset(name); p.Handshake == nil || p.Handshake.Method != http.MethodGet || p.Handshake.Header != p.Scheme.SignatureHeader {
+			// (Adobe Sign's handshake is a GET carrying just its token:
+			// answered, see TestHandshakeVectors.)
+			cases = append(cases, badCase{"GET", func(t testing.TB, r *http.Request, _ string) { r.Method = http.MethodGet }, 405, ReasonMethodNotAllowed})
+		}
 		for _, c := range cases {
 			t.Run(name+"/"+c.name, func(t *testing.T) {
 				r := signed(t, name, testSecrets[name][0], body, testNow)

@@ -220,7 +220,7 @@ func (hs *Handshake) mayBeSigned(r *http.Request) bool {
 	if !hs.Signed || r.Method != hs.Method {
 		return false
 	}
-	return hs.Header == "" || len(r.Header[hs.Header]) == 1
+	return hs.Header == "" || len(r.Header.Values(hs.Header)) == 1
 }
 
 // matchVerified returns the challenge when the verified request r, with
@@ -231,7 +231,7 @@ func (hs *Handshake) matchVerified(r *http.Request, body []byte) (string, bool) 
 	}
 	switch {
 	case hs.WhenHeader != "":
-		if vals := r.Header[hs.WhenHeader]; len(vals) != 1 || vals[0] != hs.WhenValue {
+		if vals := r.Header.Values(hs.WhenHeader); len(vals) != 1 || vals[0] != hs.WhenValue {
 			return "", false
 		}
 	case hs.WhenField != "":

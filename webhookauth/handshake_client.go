@@ -19,8 +19,11 @@ import (
 // path.
 type HandshakeProbe struct {
 	Request *http.Request
-	// Challenge is the random value the request carries.
-	Challenge string
+	// Challenge is the random value the request carries; for a sender
+	// whose token is the challenge (Adobe Sign), the secret, and then
+	// SecretChallenge is set so that it is never printed.
+	Challenge       string
+	SecretChallenge bool
 	// Status, ContentType and Body are the expected answer.
 	Status      int
 	ContentType string
@@ -43,6 +46,10 @@ func (p Preset) Probe(target, secret, verifyToken string, now time.Time) (*Hands
 		return nil, err
 	}
 	challenge := freshChallenge(hs.Charset)
+	if hs.Header != "" && http.CanonicalHeaderKey(hs.Header) == s.SignatureHeader {
+		// The token itself is the challenge (Adobe Sign's client id).
+		challenge = secret
+	}
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("the endpoint %q is not an http or https URL", target)
@@ -111,7 +118,8 @@ func (p Preset) Probe(target, secret, verifyToken string, now time.Time) (*Hands
 	if err := hs.answer(rec, challenge, key); err != nil {
 		return nil, err
 	}
-	return &HandshakeProbe{Request: req, Challenge: challenge, Status: rec.Code, ContentType: rec.Header().Get("Content-Type"), Body: rec.Body.Bytes()}, nil
+	return &HandshakeProbe{Request: req, Challenge: challenge, SecretChallenge: challenge == secret, Status: rec.Code,
+		ContentType: rec.Header().Get("Content-Type"), Body: rec.Body.Bytes()}, nil
 }
 
 // Check compares an endpoint's answer with the expected one: the status,

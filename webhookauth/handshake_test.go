@@ -24,7 +24,7 @@ import (
 func challengeVectors(t *testing.T) map[string]moreVector {
 	t.Helper()
 	out := map[string]moreVector{}
-	for _, v := range loadVectors(t, "providers-more.json") {
+	for _, v := range append(loadVectors(t, "providers-more.json"), loadVectors(t, "providers-extra.json")...) {
 		if v.Kind == "challenge" {
 			out[v.Provider] = v
 		}
@@ -327,5 +327,31 @@ func TestHandshakeConfig(t *testing.T) {
 	err := h.Provision(ctx)
 	if err == nil || !strings.Contains(err.Error(), "{env.WEBHOOKAUTH_UNSET_VERIFY_TOKEN}") {
 		t.Fatalf("an empty verify_token: %v", err)
+	}
+}
+
+// Adobe Sign wants its client id back on every answer: the gate sets it
+// on a verified notification's response, and forwards the id (which is
+// not a secret) to the backend.
+func TestEchoHeader(t *testing.T) {
+	id := testSecrets["adobesign"][0]
+	h := newHandler(t, &Handler{Provider: "adobesign", Secrets: []string{id}})
+	r := signed(t, "adobesign", id, []byte(`{"event":"AGREEMENT_ACTION_COMPLETED"}`), testNow)
+	var got http.Header
+	next := handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		got = r.Header.Clone()
+		return nil
+	})
+	w, _, err := serve(h, r, next)
+	if err != nil || got == nil {
+		t.Fatalf("refused: %v %s", err, w.Body.String())
+	}
+	if w.Header().Get("X-AdobeSign-ClientId") != id || got.Get("X-AdobeSign-ClientId") != id {
+		t.Fatalf("answer %q, backend %q", w.Header().Get("X-AdobeSign-ClientId"), got.Get("X-AdobeSign-ClientId"))
+	}
+	r = signed(t, "adobesign", testSecrets["adobesign"][1], []byte(`{}`), testNow)
+	w, _, _ = serve(h, r, next)
+	if w.Code != http.StatusUnauthorized || w.Header().Get("X-AdobeSign-ClientId") != "" {
+		t.Fatalf("a refused notification: %d, echoed %q", w.Code, w.Header().Get("X-AdobeSign-ClientId"))
 	}
 }

@@ -63,6 +63,13 @@ type Preset struct {
 	// (they have no Scheme).
 	SignatureIn string
 	KeyPolicy   *KeyPolicy
+	// KeepToken: a token scheme's header is not a secret (Adobe Sign's
+	// client id), so it goes on to the backend by default.
+	KeepToken bool
+	// EchoHeader names a request header the sender wants back on every
+	// answer (Adobe Sign's X-AdobeSign-ClientId): the gate sets it on the
+	// response of a verified delivery.
+	EchoHeader string
 }
 
 // objectBody makes a preset refuse bodies that are not JSON objects.

@@ -1,6 +1,9 @@
 package webhookauth
 
-import "time"
+import (
+	"net/http"
+	"time"
+)
 
 // morePresets are the providers added for breadth (issue #14): ngrok's and
 // Svix Ingest's lists. Each is one entry; its outside vectors are in
@@ -146,5 +149,114 @@ var morePresets = []Preset{
 			TimestampFormat: TimestampUnix,
 		},
 		Unsigned: "the headers; HostedHooks documents no replay window: the gate applies 5 minutes",
+	},
+	withBodyFields(standardPreset("guesty", "svix-", "Svix's scheme: ", "https://open-api-docs.guesty.com/docs/webhooks-v2"), "", "event"),
+	{
+		Name:    "veriff",
+		Summary: "`x-hmac-signature: <hex HMAC-SHA256(shared secret key, body)>`",
+		DocURL:  "https://devdocs.veriff.com/docs/hmac-authentication-and-endpoint-security",
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureHeader: "x-hmac-signature",
+			// Veriff documents the header under a second name too.
+			MoreSignatureHeaders: []string{"vrf-hmac-signature"},
+			SignaturePrefix:      prefix(""),
+			Algorithm:            AlgorithmHMACSHA256,
+			Encoding:             EncodingHex,
+			SignedPayload:        "{body}",
+		},
+		Unsigned: "No timestamp or id is signed, so a captured delivery replays forever; URL, method and headers (including x-auth-client, which is only the public API key) are unprotected.",
+	},
+	{
+		Name:       "airwallex",
+		Summary:    "`x-signature: <hex HMAC-SHA256(secret, x-timestamp + body)>` (x-timestamp = unix ms, no separator)",
+		DocURL:     "https://www.airwallex.com/docs/developer-tools/webhooks/listen-for-webhook-events",
+		Key:        KeySecret,
+		IDField:    "id",
+		EventField: "name",
+		// No documented window: 5 minutes, as for the other senders.
+		Tolerance: 300 * time.Second,
+		Scheme: SchemeConfig{
+			SignatureHeader: "x-signature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingHex,
+			SignedPayload:   "{timestamp}{body}",
+			TimestampHeader: "x-timestamp",
+			TimestampFormat: TimestampUnixMS,
+		},
+		Unsigned: "URL, method, headers other than x-timestamp. Timestamp is signed but Airwallex documents no replay window, so the gate's own tolerance decides.",
+	},
+	{
+		Name:       "easypost",
+		Summary:    "`X-Hmac-Signature: hmac-sha256-hex=<hex HMAC-SHA256(NFKD(secret), body)>`",
+		DocURL:     "https://docs.easypost.com/guides/webhooks-guide",
+		Key:        KeySecret,
+		IDField:    "id",
+		EventField: "description",
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-Hmac-Signature",
+			SignaturePrefix: prefix("hmac-sha256-hex="),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingHex,
+			SignedPayload:   "{body}",
+		},
+		Unsigned: "No timestamp or id in the X-Hmac-Signature scheme: replayable forever; URL, method, headers unprotected.",
+	},
+	{
+		Name:       "segment",
+		Summary:    "`X-Signature: <hex HMAC-SHA1(shared secret, body)>`",
+		DocURL:     "https://www.twilio.com/docs/segment/connections/destinations/catalog/actions-webhook",
+		Key:        KeySecret,
+		IDField:    "messageId",
+		EventField: "type",
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-Signature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA1,
+			Encoding:        EncodingHex,
+			SignedPayload:   "{body}",
+		},
+		Unsigned: "No timestamp: replayable forever; URL/method/headers unprotected. With batching enabled (Webhooks Actions), only the FIRST event of the batch is signed, so the rest of the array body is unprotected.",
+	},
+	{
+		Name:       "adobesign",
+		Summary:    "`X-AdobeSign-ClientId: <client id>` (static identifier, compared in constant time; no HMAC)",
+		DocURL:     "https://opensource.adobe.com/acrobat-sign/acrobat_sign_events/index.html",
+		Key:        KeySecret,
+		IDField:    "webhookNotificationId",
+		EventField: "event",
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-AdobeSign-ClientId",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmToken,
+		},
+		Unsigned:   "Everything: there is no payload signature at all. The X-AdobeSign-ClientId header only names the application that created the webhook; anyone who knows the client id can forge a delivery.",
+		KeepToken:  true,
+		EchoHeader: "X-AdobeSign-ClientId",
+		Handshake: &Handshake{
+			Summary: "`GET` with `X-AdobeSign-ClientId` (the verification of intent, on creation and re-activation): `{\"xAdobeSignClientId\":<the id>}`; every verified notification's answer carries the header back too, as Adobe requires",
+			Method:  http.MethodGet, Signed: true, Header: "X-AdobeSign-ClientId", Charset: CharsetToken, MaxLen: 256,
+			Answer: AnswerJSON, AnswerKey: "xAdobeSignClientId",
+		},
+	},
+	{
+		Name:       "telnyx",
+		Summary:    "`telnyx-signature-ed25519: <base64 Ed25519 signature over telnyx-timestamp + \"/\" + body>, verified with the account public key` (base64 raw 32 bytes)",
+		DocURL:     "https://developers.telnyx.com/docs/development/api-fundamentals/webhooks",
+		Key:        KeyPublic,
+		IDField:    "data.id",
+		EventField: "data.event_type",
+		Tolerance:  300 * time.Second,
+		Scheme: SchemeConfig{
+			SignatureHeader: "telnyx-signature-ed25519",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmEd25519,
+			Encoding:        EncodingBase64,
+			SignedPayload:   "{timestamp}|{body}",
+			TimestampHeader: "telnyx-timestamp",
+			TimestampFormat: TimestampUnix,
+		},
+		Unsigned: "URL, method and headers other than telnyx-timestamp; replay within the tolerance window unless data.id is deduplicated.",
 	},
 }
