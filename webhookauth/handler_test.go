@@ -157,7 +157,7 @@ func badInputs(name string, s *Scheme) []badCase {
 			r.Header.Set(h, strings.Replace(sig(r), s.Prefix, "x"+s.Prefix[1:], -1))
 		}, 401, ReasonSignatureMalformed})
 	}
-	if s.hasTimestamp() {
+	if s.hasTimestamp() && !s.TimestampIsNonce {
 		resign := func(ts time.Time) func(testing.TB, *http.Request, string) {
 			return func(t testing.TB, r *http.Request, h string) {
 				o := signed(t, name, testSecrets[name][0], testBody(name, 1, ts), ts)

@@ -133,6 +133,8 @@ type Scheme struct {
 	// ObjectBody: a body that is not a JSON object (after white space)
 	// is refused before its MAC is computed.
 	ObjectBody bool
+	// TimestampIsNonce: see SchemeConfig.
+	TimestampIsNonce bool
 	// moreSigHeaders are MoreSignatureHeaders, canonical.
 	moreSigHeaders []string
 	// SettingsHeader names a header in which the sender may say that it
@@ -222,6 +224,10 @@ type SchemeConfig struct {
 	URLPortVariants bool   `json:"-"`
 	SettingsHeader  string `json:"-"`
 	ObjectBody      bool   `json:"-"`
+	// TimestampIsNonce: the "timestamp" entry of a stripe-format header
+	// is a random nonce (Checkbook): signed, but not a time, so there is
+	// no window.
+	TimestampIsNonce bool `json:"-"`
 	// MoreSignatureHeaders may each carry a signature too, one per key
 	// (Box's secondary, DocuSign's X-DocuSign-Signature-2 and on): any
 	// signature in any of them may match any secret.
@@ -263,23 +269,24 @@ func (base SchemeConfig) merge(o SchemeConfig) SchemeConfig {
 // Compile checks a scheme configuration and fills in defaults.
 func (c SchemeConfig) Compile() (*Scheme, error) {
 	s := &Scheme{
-		SignatureHeader: http.CanonicalHeaderKey(c.SignatureHeader),
-		Format:          c.SignatureFormat,
-		Algorithm:       c.Algorithm,
-		Encoding:        c.Encoding,
-		TimestampHeader: http.CanonicalHeaderKey(c.TimestampHeader),
-		TimestampField:  c.TimestampField,
-		PublicURL:       strings.TrimRight(c.PublicURL, "/"),
-		SignatureField:  c.SignatureField,
-		SignatureItems:  c.SignatureItems,
-		BodyHashQuery:   c.BodyHashQuery,
-		URLPortVariants: c.URLPortVariants,
-		ObjectBody:      c.ObjectBody,
-		SettingsHeader:  http.CanonicalHeaderKey(c.SettingsHeader),
-		TimestampFormat: c.TimestampFormat,
-		IDHeader:        http.CanonicalHeaderKey(c.IDHeader),
-		EventHeader:     http.CanonicalHeaderKey(c.EventHeader),
-		SecretEncoding:  c.SecretEncoding,
+		SignatureHeader:  http.CanonicalHeaderKey(c.SignatureHeader),
+		Format:           c.SignatureFormat,
+		Algorithm:        c.Algorithm,
+		Encoding:         c.Encoding,
+		TimestampHeader:  http.CanonicalHeaderKey(c.TimestampHeader),
+		TimestampField:   c.TimestampField,
+		PublicURL:        strings.TrimRight(c.PublicURL, "/"),
+		SignatureField:   c.SignatureField,
+		SignatureItems:   c.SignatureItems,
+		BodyHashQuery:    c.BodyHashQuery,
+		URLPortVariants:  c.URLPortVariants,
+		ObjectBody:       c.ObjectBody,
+		TimestampIsNonce: c.TimestampIsNonce,
+		SettingsHeader:   http.CanonicalHeaderKey(c.SettingsHeader),
+		TimestampFormat:  c.TimestampFormat,
+		IDHeader:         http.CanonicalHeaderKey(c.IDHeader),
+		EventHeader:      http.CanonicalHeaderKey(c.EventHeader),
+		SecretEncoding:   c.SecretEncoding,
 	}
 	if c.SignaturePrefix != nil {
 		s.Prefix = *c.SignaturePrefix

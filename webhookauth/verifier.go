@@ -294,6 +294,13 @@ func (st *Verification) checkTimestamp(r *http.Request) *Rejection {
 // replay window.
 func (st *Verification) checkTime(ts string) *Rejection {
 	s := st.v.scheme
+	if s.TimestampIsNonce {
+		if len(ts) > 64 {
+			return reject(ReasonTimestampInvalid, "the nonce is longer than 64 bytes")
+		}
+		st.Timestamp = ts // signed, not a time: no window
+		return nil
+	}
 	t, ok := s.parseTimestamp(ts)
 	if !ok {
 		return reject(ReasonTimestampInvalid, "the timestamp is not a valid "+string(s.TimestampFormat)+" time")
