@@ -313,4 +313,22 @@ var morePresets = []Preset{
 		},
 		Unsigned: "No timestamp: the nonce is a random number, not a time, so captured deliveries replay forever unless the gate remembers nonces. Headers are not signed.",
 	},
+	withBodyFields(standardPreset("openai", "webhook-", "Standard Webhooks: ", "https://platform.openai.com/docs/guides/webhooks"), "", "type"),
+	standardPreset("replicate", "webhook-", "Standard Webhooks: ", "https://replicate.com/docs/topics/webhooks/verify-webhook"),
+	withBodyFields(standardPreset("render", "webhook-", "Standard Webhooks: ", "https://render.com/docs/webhooks#validating-notifications"), "", "type"),
+	withBodyFields(standardPreset("lithic", "webhook-", "Standard Webhooks (the Events API; Dashboard webhooks with `X-Lithic-HMAC` are not covered): ", "https://docs.lithic.com/docs/events-api"), "", "event_type"),
+	withBodyFields(standardPreset("incidentio", "webhook-", "Standard Webhooks (incident.io's, powered by Svix): ", "https://docs.incident.io/api-reference/webhooks"), "", "event_type"),
+	standardPreset("stytch", "svix-", "Svix's scheme: ", "https://stytch.com/docs/b2b/guides/webhooks"),
+	{
+		Name:       "vapi",
+		Summary:    "`X-Vapi-Secret: <secret>` (the server secret, or a Bearer-token credential named so), compared in constant time, then removed from the request. Vapi's configurable HMAC credentials are described with the generic fields.",
+		DocURL:     "https://docs.vapi.ai/server-url/server-authentication",
+		Key:        KeySecret,
+		EventField: "message.type",
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-Vapi-Secret",
+			Algorithm:       AlgorithmToken,
+		},
+		Unsigned: "everything: the secret proves the sender, not the body, id or time; keep the endpoint on HTTPS",
+	},
 }
