@@ -176,8 +176,10 @@ type Handler struct {
 	dedupNS string
 	// stripSig removes the signature header before the request goes on.
 	stripSig bool
-	// echo is a request header copied onto the response (EchoHeader).
+	// echo is a request header copied onto the response (EchoHeader);
+	// bare: rejections have no body (BareRejections).
 	echo string
+	bare bool
 	// hs is the preset's handshake, answered here when answerHS;
 	// verifyToken is the digest of VerifyToken, if set.
 	hs       *Handshake
@@ -312,6 +314,7 @@ func (h *Handler) provisionSigned(scheme *Scheme, p Preset, tolerance time.Durat
 	}
 	h.stripSig = scheme.Algorithm == AlgorithmToken && scheme.SignatureHeader != "" && !p.KeepToken
 	h.echo = http.CanonicalHeaderKey(p.EchoHeader)
+	h.bare = p.BareRejections
 	if h.ForwardSignature != nil {
 		if !*h.ForwardSignature && scheme.SignatureHeader == "" {
 			return fmt.Errorf("webhook_auth %s: forward_signature off: the signature is in the body, which the gate never alters", h.label)
@@ -638,6 +641,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch {
 	case d.rej != nil && h.Mode != ModeReport:
 		gate.SetRefused(r.Context(), d.rej.Reason)
+		if h.bare && h.OnReject != gate.OnRejectError {
+			for name, values := range d.rej.Header {
+				w.Header()[name] = values
+			}
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(d.rej.Reason.Status())
+			return nil
+		}
 		return gate.Respond(w, d.rej, h.OnReject)
 	case d.handshake && h.answerHS:
 		return h.hs.answer(w, d.challenge, d.key)

@@ -41,7 +41,8 @@ type Handshake struct {
 	Fixed      []QueryValue
 	TokenParam string
 	Optional   []string
-	// Header, instead of Param, carries the challenge (Okta).
+	// Header, instead of Param, carries the challenge (Okta's signed GET,
+	// Worldline's unsigned one).
 	Header string
 
 	// Signed requests: the handshake is the verified request whose header
@@ -154,6 +155,16 @@ func (hs *Handshake) matchUnsigned(r *http.Request) (unsignedMatch, bool) {
 	var m unsignedMatch
 	if hs.Signed || r.Method != hs.Method || r.ContentLength > 0 || r.URL == nil {
 		return m, false
+	}
+	if hs.Header != "" {
+		// The challenge is in a header (Worldline's GET): that header
+		// once, and no query at all.
+		vals := r.Header.Values(hs.Header)
+		if len(vals) != 1 || r.URL.RawQuery != "" {
+			return m, false
+		}
+		m.challenge = vals[0]
+		return m, hs.challengeOK(m.challenge)
 	}
 	var seenBuf [8]string
 	seen := seenBuf[:0]

@@ -67,6 +67,9 @@ func (p Preset) Probe(target, secret, verifyToken string, now time.Time) (*Hands
 		}
 		u.RawQuery = q.Encode()
 	}
+	if !hs.Signed && hs.Header != "" {
+		header.Set(hs.Header, challenge)
+	}
 	if hs.Signed {
 		switch {
 		case hs.Header != "":

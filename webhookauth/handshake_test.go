@@ -228,6 +228,22 @@ func TestUnsignedHandshakeShapes(t *testing.T) {
 			t.Errorf("%s %s %s: %d %s, want %s", c.provider, c.method, c.target, w.Code, w.Body.String(), c.want)
 		}
 	}
+	// Worldline's check carries its challenge in a header: that header
+	// once, a token value, no query.
+	for _, c := range []struct {
+		target, value string
+	}{
+		{"/hook", "<script>"},
+		{"/hook?x=1", "abc"},
+		{"/hook", strings.Repeat("a", 257)},
+	} {
+		h := handshakeHandler(t, vecs["worldline"], nil)
+		r := httptest.NewRequest("GET", c.target, nil)
+		r.Header.Set("X-GCS-Webhooks-Endpoint-Verification", c.value)
+		if w, _, be := dedupSend(t, h, r); be.calls != 0 || problemReason(t, w) != ReasonMethodNotAllowed {
+			t.Errorf("worldline %s %q: %d %s", c.target, c.value, w.Code, w.Body.String())
+		}
+	}
 	// Graph's validation POST with a body is not the handshake.
 	h := handshakeHandler(t, vecs["msgraph"], nil)
 	r := httptest.NewRequest("POST", "/hook?validationToken=abc", strings.NewReader(`{"value":[]}`))

@@ -66,6 +66,10 @@ type Preset struct {
 	// KeepToken: a token scheme's header is not a secret (Adobe Sign's
 	// client id), so it goes on to the backend by default.
 	KeepToken bool
+	// BareRejections: the sender wants refusals without a body (Xero's
+	// intent-to-receive check fails on any): the status, the reason in
+	// no document, headers such as Retry-After kept.
+	BareRejections bool
 	// EchoHeader names a request header the sender wants back on every
 	// answer (Adobe Sign's X-AdobeSign-ClientId): the gate sets it on the
 	// response of a verified delivery.
