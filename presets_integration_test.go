@@ -49,6 +49,8 @@ func presetKeys(t *testing.T, p webhookauth.Preset, n int) (signWith, configure 
 		secret = "whsec_" + base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("integration secret %d for %s", n, p.Name)))
 	case webhookauth.SecretHex:
 		secret = strings.Repeat(fmt.Sprintf("%02X", 0xA0+n), 32)
+	case webhookauth.SecretBase64:
+		secret = base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("integration secret %d for %s", n, p.Name)))
 	default:
 		secret = fmt.Sprintf("integration-%s-secret-%d-0123456789", p.Name, n)
 	}

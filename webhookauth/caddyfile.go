@@ -34,7 +34,7 @@ import (
 //		signature_items  <json path>     # each of these objects carries one
 //		public_url       <origin>        # {url} starts with it (behind a TLS-terminating proxy)
 //		body_hash_query  <param>         # a signed URL's parameter holding the body's hex SHA-256
-//		timestamp_format unix|unix_ms|rfc3339
+//		timestamp_format unix|unix_ms|rfc3339|iso8601
 //		id_header        <name>
 //		event_header     <name>
 //		secret_encoding  raw|base64|hex|whsec
@@ -215,7 +215,7 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		str(&sc.TimestampField)
 	case "timestamp_format":
 		var v string
-		v, err = b.Choice(string(TimestampUnix), string(TimestampUnixMS), string(TimestampRFC3339))
+		v, err = b.Choice(string(TimestampUnix), string(TimestampUnixMS), string(TimestampRFC3339), string(TimestampISO8601))
 		sc.TimestampFormat = TimestampFormat(v)
 	case "id_header":
 		str(&sc.IDHeader)

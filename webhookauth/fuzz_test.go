@@ -315,6 +315,12 @@ func FuzzUnsignedHandshake(f *testing.F) {
 			if !ok {
 				continue
 			}
+			if hs.Answer == AnswerEmpty {
+				if query != "" || m.challenge != "" {
+					t.Fatalf("%s answered a request with a query: %q", p.Name, query)
+				}
+				continue
+			}
 			if !hs.challengeOK(m.challenge) || strings.ContainsAny(m.challenge, "<>\"'&{[") {
 				t.Fatalf("%s answered challenge %q", p.Name, m.challenge)
 			}

@@ -86,6 +86,9 @@ const (
 	// AnswerCRC: {"response_token": "sha256=" + base64 HMAC-SHA256 of the
 	// challenge under the first secret} (X's CRC).
 	AnswerCRC
+	// AnswerEmpty: 200 with no body, to a request that carries nothing
+	// (Mandrill's HEAD when a webhook is added).
+	AnswerEmpty
 )
 
 // Charset is an alphabet a challenge must be written in.
@@ -155,6 +158,10 @@ func (hs *Handshake) matchUnsigned(r *http.Request) (unsignedMatch, bool) {
 	var m unsignedMatch
 	if hs.Signed || r.Method != hs.Method || r.ContentLength > 0 || r.URL == nil {
 		return m, false
+	}
+	if hs.Answer == AnswerEmpty {
+		// Nothing to echo: the bare request, no query.
+		return m, r.URL.RawQuery == ""
 	}
 	if hs.Header != "" {
 		// The challenge is in a header (Worldline's GET): that header
@@ -295,6 +302,8 @@ func (hs *Handshake) answer(w http.ResponseWriter, challenge string, key []byte)
 	switch hs.Answer {
 	case AnswerText:
 		ctype, body = "text/plain", []byte(challenge)
+	case AnswerEmpty:
+		ctype = "text/plain"
 	case AnswerJSON:
 		body = jsonObject(hs.AnswerKey, challenge)
 	case AnswerFixed:

@@ -46,6 +46,9 @@ func (p Preset) Probe(target, secret, verifyToken string, now time.Time) (*Hands
 		return nil, err
 	}
 	challenge := freshChallenge(hs.Charset)
+	if hs.Answer == AnswerEmpty {
+		challenge = ""
+	}
 	if hs.Header != "" && http.CanonicalHeaderKey(hs.Header) == s.SignatureHeader {
 		// The token itself is the challenge (Adobe Sign's client id).
 		challenge = secret

@@ -793,7 +793,11 @@ func HandshakeTable() string {
 			continue
 		}
 		how, off := "verified like any delivery", "verified, then passed to the backend"
-		if !hs.Signed {
+		switch {
+		case !hs.Signed && hs.Answer == AnswerEmpty:
+			how = "unsigned: exact shape only (" + hs.Method + ", no query, no body)"
+			off = "passed to the backend unverified, in that shape only"
+		case !hs.Signed:
 			how = "unsigned: exact shape only (" + hs.Method + ", the documented parameters once each, " + hs.Charset.describe() + ", at most " + strconv.Itoa(hs.MaxLen) + " bytes)"
 			off = "passed to the backend unverified, in that shape only"
 		}

@@ -83,14 +83,17 @@ const (
 	TimestampUnix    TimestampFormat = "unix"
 	TimestampUnixMS  TimestampFormat = "unix_ms"
 	TimestampRFC3339 TimestampFormat = "rfc3339"
+	// TimestampISO8601 is RFC 3339, or the same without a zone, read as
+	// UTC (Orb's "2025-06-15T15:06:40.123456").
+	TimestampISO8601 TimestampFormat = "iso8601"
 )
 
 func (f TimestampFormat) validate() error {
 	switch f {
-	case TimestampUnix, TimestampUnixMS, TimestampRFC3339:
+	case TimestampUnix, TimestampUnixMS, TimestampRFC3339, TimestampISO8601:
 		return nil
 	}
-	return fmt.Errorf("unknown timestamp_format %q (want unix, unix_ms or rfc3339)", string(f))
+	return fmt.Errorf("unknown timestamp_format %q (want unix, unix_ms, rfc3339 or iso8601)", string(f))
 }
 
 // Scheme is a compiled signature scheme: everything needed to find, decode

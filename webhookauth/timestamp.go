@@ -29,6 +29,12 @@ func parseTimestamp(f TimestampFormat, v string) (time.Time, bool) {
 	case TimestampRFC3339:
 		t, err := time.Parse(time.RFC3339, v)
 		return t, err == nil
+	case TimestampISO8601:
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			return t, true
+		}
+		t, err := time.Parse("2006-01-02T15:04:05", v) // fraction accepted; UTC
+		return t, err == nil
 	}
 	return time.Time{}, false
 }
@@ -40,6 +46,8 @@ func formatTimestamp(f TimestampFormat, t time.Time) string {
 		return strconv.FormatInt(t.UnixMilli(), 10)
 	case TimestampRFC3339:
 		return t.UTC().Format(time.RFC3339)
+	case TimestampISO8601:
+		return t.UTC().Format("2006-01-02T15:04:05.000000")
 	}
 	return strconv.FormatInt(t.Unix(), 10)
 }

@@ -261,6 +261,10 @@ var testSecrets = func() map[string][2]string {
 			m[p.Name] = [2]string{"44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056", "A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90"}
 			continue
 		}
+		if p.Scheme.SecretEncoding == SecretBase64 {
+			m[p.Name] = [2]string{"c2VjcmV0LW9uZS1mb3ItdGhlLXRlc3RzLTAxMjM0NQ==", "c2VjcmV0LXR3by1mb3ItdGhlLXRlc3RzLTAxMjM0NQ=="}
+			continue
+		}
 		if p.Scheme.SecretEncoding == SecretWhsec {
 			m[p.Name] = [2]string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC1mb3ItdGVzdHM="}
 			continue
