@@ -632,7 +632,7 @@ var morePresets = []Preset{
 			Encoding:        EncodingBase64,
 			SignedPayload:   "{url}{header.X-Plivo-Signature-V2-Nonce}",
 		},
-		Unsigned: "V2 signs ONLY the base URL and the nonce. The BODY (every form parameter: From, To, Text, Status...) is NOT signed, and nothing is time-bound. Any captured (nonce, signature) pair can be replayed forever with ANY body to the same URL (see vector plivo-valid-body-not-covered). The query string is also excluded from the MAC. Treat V2 as proof that the sender knows the Auth Token at some point, not as payload integrity.",
+		Unsigned: "**the body**: V2 signs only the URL and the nonce, so every form parameter can be changed and a captured nonce and signature replayed with any body, forever. Plivo signs the URL without its query: use POST callbacks to a URL without a query (the gate signs `{url}` with the query, and refuses a mismatch)",
 	},
 	{
 		Name:    "pusher",
