@@ -648,4 +648,24 @@ var morePresets = []Preset{
 		},
 		Unsigned: "No header timestamp. time_ms (milliseconds) is inside the signed body, but the vocabulary has no check for the age of a body field, so a delivery can be replayed forever unless the gate adds one. X-Pusher-Key (which app key signed) is not bound by the MAC. The SDK additionally requires X-Pusher-Key to equal the configured app key; the gate cannot express that, which is harmless with one secret.",
 	},
+	{
+		Name:    "contentful",
+		Summary: "`X-Contentful-Signature: <hex HMAC-SHA256 of the method, the path, the headers that X-Contentful-Signed-Headers lists (name:value, sorted) and the body, joined by newlines>`, `X-Contentful-Timestamp` in ms; the timestamp must be among the signed headers",
+		DocURL:  "https://www.contentful.com/developers/docs/webhooks/request-verification/",
+		Key:     KeySecret,
+		// The window of Contentful's own verifier (@contentful/node-apps-toolkit).
+		Tolerance: 30 * time.Second,
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-Contentful-Signature",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingHex,
+			SignedPayload:   "{method}\n{path}\n{signed_headers:X-Contentful-Signed-Headers}\n{body}",
+			TimestampHeader: "X-Contentful-Timestamp",
+			TimestampFormat: TimestampUnixMS,
+			IDHeader:        "X-Contentful-Idempotency-Key",
+			EventHeader:     "X-Contentful-Topic",
+		},
+		Unsigned: "the headers Contentful does not list in `X-Contentful-Signed-Headers`, and the host (only the method and path are signed); register a URL without a query",
+	},
 }

@@ -157,6 +157,9 @@ type Scheme struct {
 	// computes only those.
 	signedHeaders                []string
 	signsID, signsURL, signsForm bool
+	// signedHeaderList names the header that lists the signed headers
+	// ({signed_headers:NAME}), if any.
+	signedHeaderList string
 }
 
 // SchemeConfig holds the generic scheme fields as they appear in JSON and
@@ -373,6 +376,11 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		}
 	}
 	s.signsID, s.signsURL, s.signsForm = s.Payload.Uses(TokenID), s.Payload.Uses(TokenURL), s.Payload.Uses(TokenForm)
+	for _, seg := range s.Payload.Segments {
+		if seg.Kind == TokenSignedHeaders {
+			s.signedHeaderList = seg.Text
+		}
+	}
 	if s.SignatureField != "" && (s.Format != FormatPlain || s.Algorithm.asymmetric()) {
 		return nil, fmt.Errorf("signature_field takes an HMAC, hash or token algorithm and the plain format")
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -66,7 +67,18 @@ func (s *Scheme) SignHeaders(secret string, d Delivery) (http.Header, error) {
 		out.Set(s.SignatureHeader, secret)
 		return out, nil
 	}
+	if s.signedHeaderList != "" && out.Get(s.signedHeaderList) == "" {
+		// The fewest headers a sender may sign: the list and the time.
+		out.Set(s.signedHeaderList, strings.ToLower(s.signedHeaderList)+","+strings.ToLower(s.TimestampHeader))
+	}
 	vals := payloadValues{body: d.Body, id: d.ID, timestamp: ts, method: d.Method, url: d.URL, header: out}
+	if s.Payload.Uses(TokenPath) {
+		u, err := url.Parse(d.URL)
+		if err != nil || d.URL == "" {
+			return nil, fmt.Errorf("the scheme signs the path: give the URL")
+		}
+		vals.path = requestPath(&http.Request{URL: u})
+	}
 	if s.Payload.Uses(TokenForm) {
 		if strings.HasPrefix(out.Get("Content-Type"), "application/x-www-form-urlencoded") {
 			var ok bool

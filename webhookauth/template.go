@@ -3,6 +3,8 @@ package webhookauth
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -19,6 +21,13 @@ const (
 	TokenForm
 	TokenJSON
 	TokenHeader
+	// TokenPath is the request's path, and its query as Contentful's
+	// toolkit writes it.
+	TokenPath
+	// TokenSignedHeaders writes the headers that the header named in
+	// Text lists (Contentful's x-contentful-signed-headers): names
+	// lower-cased and sorted, "name:value" joined by ';'.
+	TokenSignedHeaders
 )
 
 // Segment is one piece of a template: literal text, or a token to fill in
@@ -111,9 +120,15 @@ func ParseTemplate(src string) (Template, error) {
 			seg.Kind = TokenURL
 		case "form":
 			seg.Kind = TokenForm
+		case "path":
+			seg.Kind = TokenPath
 		case "json:":
 			return Template{}, fmt.Errorf("signed_payload %q: {json:} needs a path, such as {json:signature.token}", src)
 		default:
+			if h, ok := strings.CutPrefix(name, "signed_headers:"); ok && h != "" && !strings.ContainsAny(h, "{ \t") {
+				seg = Segment{Kind: TokenSignedHeaders, Text: http.CanonicalHeaderKey(h)}
+				break
+			}
 			if path, ok := strings.CutPrefix(name, "json:"); ok {
 				if strings.Contains(path, "..") || strings.HasPrefix(path, ".") || strings.HasSuffix(path, ".") || strings.ContainsAny(path, "{ \t") {
 					return Template{}, fmt.Errorf("signed_payload %q: {json:%s} is not a dotted path of member names", src, path)
@@ -123,7 +138,7 @@ func ParseTemplate(src string) (Template, error) {
 			}
 			h, ok := strings.CutPrefix(name, "header.")
 			if !ok || h == "" || strings.ContainsAny(h, "{ \t") {
-				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url}, {form}, {json:PATH} or {header.NAME})", src, name)
+				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url}, {path}, {form}, {json:PATH}, {header.NAME} or {signed_headers:NAME})", src, name)
 			}
 			seg = Segment{Kind: TokenHeader, Text: http.CanonicalHeaderKey(h)}
 		}
@@ -142,6 +157,7 @@ type payloadValues struct {
 	timestamp string
 	method    string
 	url       string
+	path      string
 	header    http.Header
 	// form is what {form} writes: the decoded parameters of a
 	// form-encoded body, sorted by name, each as name then value.
@@ -195,6 +211,59 @@ func (t Template) writeTo(w interface{ Write([]byte) (int, error) }, v *payloadV
 			if vals := v.header[s.Text]; len(vals) > 0 {
 				str(vals[0])
 			}
+		case TokenPath:
+			str(v.path)
+		case TokenSignedHeaders:
+			*scratch = appendSignedHeaders((*scratch)[:0], v.header, s.Text)
+			w.Write(*scratch)
 		}
 	}
+}
+
+// signedHeaderNames returns the header names the header list names:
+// comma-separated, trimmed, lower-cased, sorted. False when a name is
+// empty or repeated.
+func signedHeaderNames(h http.Header, list string) ([]string, bool) {
+	vals := h[list]
+	if len(vals) != 1 {
+		return nil, false
+	}
+	var names []string
+	for _, n := range strings.Split(vals[0], ",") {
+		n = strings.ToLower(strings.TrimSpace(n))
+		if n == "" || slices.Contains(names, n) {
+			return nil, false
+		}
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, true
+}
+
+// appendSignedHeaders writes "name:value" for each header the list names,
+// joined by ';' (values trimmed).
+func appendSignedHeaders(dst []byte, h http.Header, list string) []byte {
+	names, _ := signedHeaderNames(h, list)
+	for i, n := range names {
+		if i > 0 {
+			dst = append(dst, ';')
+		}
+		dst = append(dst, n...)
+		dst = append(dst, ':')
+		dst = append(dst, strings.TrimSpace(h.Get(n))...)
+	}
+	return dst
+}
+
+// requestPath is the request's path as sent and, when there is a query,
+// "?" and the query escaped twice, as Contentful's toolkit signs it
+// (encodeURI of the path and querystring.escape of the query).
+func requestPath(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if r.URL.RawQuery == "" {
+		return p
+	}
+	q := url.QueryEscape(r.URL.RawQuery)
+	q = strings.ReplaceAll(q, "+", "%20")
+	return p + "?" + strings.ReplaceAll(q, "%", "%25")
 }

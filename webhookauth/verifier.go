@@ -7,6 +7,7 @@ import (
 	"hash"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -206,6 +207,14 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 	if s.signsURL {
 		st.values.url = s.requestURL(r)
 	}
+	if s.Payload.Uses(TokenPath) && r.URL != nil {
+		st.values.path = requestPath(r)
+	}
+	if s.signedHeaderList != "" {
+		if rej := s.checkSignedHeaderList(r.Header); rej != nil {
+			return st, rej
+		}
+	}
 	if s.signsForm {
 		st.isForm = isFormContentType(r.Header.Get("Content-Type"))
 	}
@@ -257,6 +266,26 @@ func queryParam(raw, name string) (string, int) {
 		val = v
 	}
 	return val, n
+}
+
+// checkSignedHeaderList checks the list of signed headers a request
+// carries (Contentful's x-contentful-signed-headers): present once, no
+// name repeated, each named header sent at most once, and the timestamp
+// header among them, so that the time the window checks is signed.
+func (s *Scheme) checkSignedHeaderList(h http.Header) *Rejection {
+	names, ok := signedHeaderNames(h, s.signedHeaderList)
+	if !ok {
+		return reject(ReasonSignatureMalformed, "the "+s.signedHeaderList+" header is missing, repeated, or lists a header twice")
+	}
+	for _, n := range names {
+		if len(h.Values(n)) > 1 {
+			return reject(ReasonSignatureMalformed, "a header the signature covers is sent more than once")
+		}
+	}
+	if s.TimestampHeader != "" && !slices.Contains(names, strings.ToLower(s.TimestampHeader)) {
+		return reject(ReasonSignatureMalformed, "the "+s.signedHeaderList+" header does not list the timestamp header")
+	}
+	return nil
 }
 
 // maxPooledMsg is the largest ed25519 message buffer kept for reuse.
