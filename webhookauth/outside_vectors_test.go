@@ -28,13 +28,16 @@ import (
 // (checked_by) or recomputed from its docs; or of testdata/vectors.json,
 // the providers' published ones.
 type moreVector struct {
-	Provider  string            `json:"provider"`
-	Variant   string            `json:"variant"`
-	Name      string            `json:"name"`
-	Kind      string            `json:"kind"`
-	Expect    string            `json:"expect"`
-	CheckedBy string            `json:"checked_by"`
-	Secret    string            `json:"secret"`
+	Provider  string `json:"provider"`
+	Variant   string `json:"variant"`
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Expect    string `json:"expect"`
+	CheckedBy string `json:"checked_by"`
+	Secret    string `json:"secret"`
+	// Secrets, when set, are all the keys the receiver holds (Box's
+	// primary and secondary); Secret is then the first.
+	Secrets   []string          `json:"secrets"`
 	ID        string            `json:"id"`
 	Timestamp string            `json:"timestamp"`
 	PublicKey string            `json:"public_key"`
@@ -121,6 +124,8 @@ func TestOutsideVectors(t *testing.T) {
 			var v *Verifier
 			if p.Key == KeyPublic {
 				v = pubVerifier(t, p.Name, tolerance, vec.PublicKey)
+			} else if len(vec.Secrets) > 0 {
+				v = presetVerifier(t, p.Name, tolerance, vec.Secrets...)
 			} else {
 				v = presetVerifier(t, p.Name, tolerance, vec.Secret)
 			}

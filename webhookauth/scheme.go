@@ -138,6 +138,8 @@ type Scheme struct {
 	ObjectBody bool
 	// TimestampIsNonce: see SchemeConfig.
 	TimestampIsNonce bool
+	// requiredHeaders are RequiredHeaders.
+	requiredHeaders []QueryValue
 	// moreSigHeaders are MoreSignatureHeaders, canonical.
 	moreSigHeaders []string
 	// SettingsHeader names a header in which the sender may say that it
@@ -234,6 +236,10 @@ type SchemeConfig struct {
 	// is a random nonce (Checkbook): signed, but not a time, so there is
 	// no window.
 	TimestampIsNonce bool `json:"-"`
+	// RequiredHeaders must be sent with exactly these values (Box's
+	// box-signature-version: 1 and box-signature-algorithm: HmacSHA256),
+	// as the provider's own verifier requires.
+	RequiredHeaders []QueryValue `json:"-"`
 	// MoreSignatureHeaders may each carry a signature too, one per key
 	// (Box's secondary, DocuSign's X-DocuSign-Signature-2 and on): any
 	// signature in any of them may match any secret.
@@ -297,6 +303,7 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 	if c.SignaturePrefix != nil {
 		s.Prefix = *c.SignaturePrefix
 	}
+	s.requiredHeaders = c.RequiredHeaders
 	for _, h := range c.MoreSignatureHeaders {
 		s.moreSigHeaders = append(s.moreSigHeaders, http.CanonicalHeaderKey(h))
 	}

@@ -67,6 +67,9 @@ func (s *Scheme) SignHeaders(secret string, d Delivery) (http.Header, error) {
 		out.Set(s.SignatureHeader, secret)
 		return out, nil
 	}
+	for _, rh := range s.requiredHeaders {
+		out.Set(rh.Name, rh.Value)
+	}
 	if s.signedHeaderList != "" && out.Get(s.signedHeaderList) == "" {
 		// The fewest headers a sender may sign: the list and the time.
 		out.Set(s.signedHeaderList, strings.ToLower(s.signedHeaderList)+","+strings.ToLower(s.TimestampHeader))

@@ -169,6 +169,11 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 		if rej := s.parseSignature(r.Header[s.SignatureHeader], &st.cands); rej != nil {
 			return st, rej
 		}
+		for _, rh := range s.requiredHeaders {
+			if vals := r.Header.Values(rh.Name); len(vals) != 1 || vals[0] != rh.Value {
+				return st, reject(ReasonSignatureMalformed, "the "+rh.Name+" header is not "+rh.Value)
+			}
+		}
 		for _, name := range s.moreSigHeaders {
 			if rej := s.addHeaderSignatures(r.Header[name], name, &st.cands); rej != nil {
 				return st, rej
