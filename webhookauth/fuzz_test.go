@@ -82,7 +82,7 @@ func FuzzTimestamp(f *testing.F) {
 // FuzzTemplate parses arbitrary signed-payload templates; whatever parses
 // must write the same bytes as a naive expansion.
 func FuzzTemplate(f *testing.F) {
-	for _, seed := range []string{"{timestamp}.{body}", "v0:{timestamp}:{body}", "{id}.{timestamp}.{body}", "{method} {url}{header.X-A}", "{", "}", "{}", "{header.}", "{{body}}", "a{body}b{body}c", "{http.request.method}"} {
+	for _, seed := range []string{"{timestamp}.{body}", "v0:{timestamp}:{body}", "{id}.{timestamp}.{body}", "{method} {url}{header.X-A}", "{", "}", "{}", "{header.}", "{{body}}", "a{body}b{body}c", "{http.request.method}", `{{"Body":{body_json},"T":{timestamp}}`, "{path}{{"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, src string) {
@@ -94,13 +94,19 @@ func FuzzTemplate(f *testing.F) {
 		var out bytes.Buffer
 		var scratch []byte
 		tmpl.writeTo(&out, &vals, &scratch)
-		naive := src
-		for _, r := range []struct{ from, to string }{
-			{"{http.request.method}", "POST"}, {"{body}", "BODY"}, {"{id}", "ID"}, {"{timestamp}", "TS"}, {"{method}", "POST"}, {"{url}", "URL"},
-		} {
-			naive = strings.ReplaceAll(naive, r.from, r.to)
+		// "{{" is a literal '{': expand between them.
+		parts := strings.Split(src, "{{")
+		for i, part := range parts {
+			for _, r := range []struct{ from, to string }{
+				{"{http.request.method}", "POST"}, {"{body}", "BODY"}, {"{id}", "ID"}, {"{timestamp}", "TS"}, {"{method}", "POST"}, {"{url}", "URL"},
+				{"{path}", ""}, {"{form}", ""}, {"{body_json}", `"BODY"`},
+			} {
+				part = strings.ReplaceAll(part, r.from, r.to)
+			}
+			parts[i] = part
 		}
-		if !strings.Contains(src, "header.") && out.String() != naive {
+		naive := strings.Join(parts, "{")
+		if !strings.Contains(src, "header.") && !strings.Contains(src, "json:") && !strings.Contains(src, "headers:") && out.String() != naive {
 			t.Fatalf("template %q wrote %q, want %q", src, out.String(), naive)
 		}
 	})

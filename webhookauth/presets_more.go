@@ -819,4 +819,26 @@ var morePresets = []Preset{
 		},
 		Unsigned: "No timestamp: replays are possible; dedup on X-Chargify-Webhook-Id, which Maxio keeps the same across retries and replays.",
 	},
+	{
+		Name:    "hygraph",
+		Aliases: []string{"graphcms"},
+		Summary: "`gcms-signature: sign=<base64 HMAC-SHA256 of {\"Body\":<the body as a JSON string>,\"EnvironmentName\":<env>,\"TimeStamp\":<t>}>, env=<environment>, t=<unix ms>`, the JSON written as JavaScript's JSON.stringify writes it",
+		DocURL:  "https://hygraph.com/docs/api-reference/basics/webhooks",
+		Key:     KeySecret,
+		// Hygraph documents no window and its SDK checks none: 5 minutes,
+		// as for the other senders.
+		Tolerance:  5 * time.Minute,
+		EventField: "operation",
+		Scheme: SchemeConfig{
+			SignatureHeader: "gcms-signature",
+			SignatureFormat: FormatStripe,
+			SignaturePrefix: prefix("sign="),
+			TimestampKey:    prefix("t"),
+			Algorithm:       AlgorithmHMACSHA256,
+			Encoding:        EncodingBase64,
+			SignedPayload:   `{{"Body":{body_json},"EnvironmentName":{entry_json:env},"TimeStamp":{timestamp}}`,
+			TimestampFormat: TimestampUnixMS,
+		},
+		Unsigned: "no delivery id: dedup keys on the signature; Hygraph documents no replay window, the gate applies 5 minutes",
+	},
 }

@@ -383,9 +383,15 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		}
 	}
 	s.signsID, s.signsURL, s.signsForm = s.Payload.Uses(TokenID), s.Payload.Uses(TokenURL), s.Payload.Uses(TokenForm)
-	for _, seg := range s.Payload.Segments {
-		if seg.Kind == TokenSignedHeaders {
+	for i, seg := range s.Payload.Segments {
+		switch seg.Kind {
+		case TokenSignedHeaders:
 			s.signedHeaderList = seg.Text
+		case TokenEntryJSON:
+			if s.Format != FormatStripe {
+				return nil, fmt.Errorf("{entry_json:%s} reads an entry of a signature_format stripe header", seg.Text)
+			}
+			s.Payload.Segments[i].header, s.Payload.Segments[i].sep = s.SignatureHeader, s.Separator
 		}
 	}
 	if s.SignatureField != "" && (s.Format != FormatPlain || s.Algorithm.asymmetric()) {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // TokenKind is one kind of value a signed-payload template can insert.
@@ -28,6 +29,12 @@ const (
 	// Text lists (Contentful's x-contentful-signed-headers): names
 	// lower-cased and sorted, "name:value" joined by ';'.
 	TokenSignedHeaders
+	// TokenBodyJSON writes the body as a JSON string, escaped as
+	// JavaScript's JSON.stringify escapes it (Hygraph).
+	TokenBodyJSON
+	// TokenEntryJSON writes the value of the entry Text of a list-format
+	// signature header (Hygraph's env=), as a JSON string.
+	TokenEntryJSON
 )
 
 // Segment is one piece of a template: literal text, or a token to fill in
@@ -35,6 +42,10 @@ const (
 type Segment struct {
 	Kind TokenKind
 	Text string
+	// For TokenEntryJSON: the signature header and its separator, set
+	// when the scheme compiles.
+	header string
+	sep    byte
 }
 
 // Template describes exactly which bytes a sender signs, such as
@@ -95,6 +106,12 @@ func ParseTemplate(src string) (Template, error) {
 			break
 		}
 		lit(rest[:open])
+		if strings.HasPrefix(rest[open:], "{{") {
+			// "{{" is a literal '{' (Hygraph signs a JSON object).
+			lit("{")
+			rest = rest[open+2:]
+			continue
+		}
 		end := strings.IndexByte(rest[open:], '}')
 		if end < 0 {
 			return Template{}, fmt.Errorf("signed_payload %q: unclosed '{'", src)
@@ -122,9 +139,15 @@ func ParseTemplate(src string) (Template, error) {
 			seg.Kind = TokenForm
 		case "path":
 			seg.Kind = TokenPath
+		case "body_json":
+			seg.Kind = TokenBodyJSON
 		case "json:":
 			return Template{}, fmt.Errorf("signed_payload %q: {json:} needs a path, such as {json:signature.token}", src)
 		default:
+			if e, ok := strings.CutPrefix(name, "entry_json:"); ok && e != "" && !strings.ContainsAny(e, "{ \t=") {
+				seg = Segment{Kind: TokenEntryJSON, Text: e}
+				break
+			}
 			if h, ok := strings.CutPrefix(name, "signed_headers:"); ok && h != "" && !strings.ContainsAny(h, "{ \t") {
 				seg = Segment{Kind: TokenSignedHeaders, Text: http.CanonicalHeaderKey(h)}
 				break
@@ -138,7 +161,7 @@ func ParseTemplate(src string) (Template, error) {
 			}
 			h, ok := strings.CutPrefix(name, "header.")
 			if !ok || h == "" || strings.ContainsAny(h, "{ \t") {
-				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url}, {path}, {form}, {json:PATH}, {header.NAME} or {signed_headers:NAME})", src, name)
+				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url}, {path}, {form}, {json:PATH}, {header.NAME}, {signed_headers:NAME}, {body_json} or {entry_json:KEY}; {{ is a literal '{')", src, name)
 			}
 			seg = Segment{Kind: TokenHeader, Text: http.CanonicalHeaderKey(h)}
 		}
@@ -213,6 +236,16 @@ func (t Template) writeTo(w interface{ Write([]byte) (int, error) }, v *payloadV
 			}
 		case TokenPath:
 			str(v.path)
+		case TokenBodyJSON:
+			*scratch = appendJSStringify((*scratch)[:0], v.body)
+			w.Write(*scratch)
+		case TokenEntryJSON:
+			entry := ""
+			if vals := v.header[s.header]; len(vals) == 1 {
+				entry = listEntry(vals[0], s.sep, s.Text)
+			}
+			*scratch = appendJSStringify((*scratch)[:0], unsafeBytes(entry))
+			w.Write(*scratch)
 		case TokenSignedHeaders:
 			*scratch = appendSignedHeaders((*scratch)[:0], v.header, s.Text)
 			w.Write(*scratch)
@@ -266,4 +299,62 @@ func requestPath(r *http.Request) string {
 	q := url.QueryEscape(r.URL.RawQuery)
 	q = strings.ReplaceAll(q, "+", "%20")
 	return p + "?" + strings.ReplaceAll(q, "%", "%25")
+}
+
+// listEntry returns the value of key's entry in a list-format header
+// ("sign=…, env=master, t=…"), or "".
+func listEntry(v string, sep byte, key string) string {
+	for rest := v; rest != ""; {
+		var entry string
+		if i := strings.IndexByte(rest, sep); i >= 0 {
+			entry, rest = rest[:i], rest[i+1:]
+		} else {
+			entry, rest = rest, ""
+		}
+		if val, ok := cutKey(strings.TrimSpace(entry), key); ok {
+			return val
+		}
+	}
+	return ""
+}
+
+// appendJSStringify appends b, read as UTF-8, as JavaScript's
+// JSON.stringify writes a string: quoted; '"' and '\\' escaped; \b \f \n
+// \r \t short; other control characters as \u00xx; everything else as
+// it is, bytes that are not UTF-8 as U+FFFD (as a JavaScript runtime
+// decodes them).
+func appendJSStringify(dst, b []byte) []byte {
+	const hexDigits = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRune(b[i:])
+			dst = utf8.AppendRune(dst, r) // RuneError for invalid bytes
+			i += n
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			if c < 0x20 {
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			} else {
+				dst = append(dst, c)
+			}
+		}
+		i++
+	}
+	return append(dst, '"')
 }
