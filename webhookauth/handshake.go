@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
 // Handshake describes how a provider checks an endpoint before (and while)
@@ -331,34 +333,19 @@ func hmacSHA256(key []byte, msg string) []byte {
 	return mac.Sum(nil)
 }
 
-// jsonObject writes {"k1":"v1",…} from name, value pairs. The values are
-// challenges in a charset without quotes or backslashes, and hex or
-// base64 digests; control characters are escaped all the same.
+// jsonObject writes {"k1":"v1",…} from name, value pairs, escaped as
+// encoding/json escapes strings (HTML characters included). The values
+// are challenges in a charset without quotes or backslashes, and hex or
+// base64 digests.
 func jsonObject(kv ...string) []byte {
 	b := []byte{'{'}
 	for i := 0; i+1 < len(kv); i += 2 {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, kv[i])
+		b = gate.AppendJSONString(b, kv[i])
 		b = append(b, ':')
-		b = appendJSONString(b, kv[i+1])
+		b = gate.AppendJSONString(b, kv[i+1])
 	}
 	return append(b, '}')
-}
-
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20 || c == '<' || c == '>' || c == '&':
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }

@@ -87,12 +87,7 @@ func (s *Scheme) parseList(v string, sep byte, c *candidates) *Rejection {
 	seen := 0
 	for rest := v; rest != ""; {
 		var entry string
-		if i := strings.IndexByte(rest, sep); i >= 0 {
-			entry, rest = rest[:i], rest[i+1:]
-		} else {
-			entry, rest = rest, ""
-		}
-		entry = strings.TrimSpace(entry)
+		entry, rest = nextEntry(rest, sep)
 		if s.timestampInSignature() {
 			if ts, ok := cutKey(entry, s.TimestampKey); ok {
 				if c.timestamp != "" {
@@ -178,4 +173,13 @@ func (s *Scheme) addHeaderSignatures(values []string, name string, c *candidates
 		c.n++
 	}
 	return nil
+}
+
+// nextEntry splits the first entry off a list-format header value,
+// trimmed of white space.
+func nextEntry(v string, sep byte) (entry, rest string) {
+	if i := strings.IndexByte(v, sep); i >= 0 {
+		return strings.TrimSpace(v[:i]), v[i+1:]
+	}
+	return strings.TrimSpace(v), ""
 }

@@ -306,12 +306,8 @@ func requestPath(r *http.Request) string {
 func listEntry(v string, sep byte, key string) string {
 	for rest := v; rest != ""; {
 		var entry string
-		if i := strings.IndexByte(rest, sep); i >= 0 {
-			entry, rest = rest[:i], rest[i+1:]
-		} else {
-			entry, rest = rest, ""
-		}
-		if val, ok := cutKey(strings.TrimSpace(entry), key); ok {
+		entry, rest = nextEntry(rest, sep)
+		if val, ok := cutKey(entry, key); ok {
 			return val
 		}
 	}

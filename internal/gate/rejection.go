@@ -211,20 +211,20 @@ var problemBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); retu
 // status, rej.Detail, rej.Reason} to dst.
 func appendProblem(dst []byte, status int, rej *Rejection) []byte {
 	dst = append(dst, `{"type":"about:blank","title":`...)
-	dst = appendJSONString(dst, http.StatusText(status))
+	dst = AppendJSONString(dst, http.StatusText(status))
 	dst = append(dst, `,"status":`...)
 	dst = strconv.AppendInt(dst, int64(status), 10)
 	dst = append(dst, `,"detail":`...)
-	dst = appendJSONString(dst, rej.Detail)
+	dst = AppendJSONString(dst, rej.Detail)
 	dst = append(dst, `,"reason":`...)
-	dst = appendJSONString(dst, string(rej.Reason))
+	dst = AppendJSONString(dst, string(rej.Reason))
 	return append(dst, '}')
 }
 
-// appendJSONString appends s as a JSON string exactly as encoding/json
+// AppendJSONString appends s as a JSON string exactly as encoding/json
 // writes it: HTML-sensitive characters, U+2028 and U+2029 escaped, and
 // invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
+func AppendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0
