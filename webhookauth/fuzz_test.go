@@ -70,7 +70,7 @@ func FuzzTimestamp(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		for _, format := range []TimestampFormat{TimestampUnix, TimestampUnixMS, TimestampRFC3339} {
+		for _, format := range []TimestampFormat{TimestampUnix, TimestampUnixMS, TimestampRFC3339, TimestampISO8601} {
 			ts, ok := parseTimestamp(format, v)
 			if ok && format == TimestampUnix && formatTimestamp(format, ts) != strings.TrimLeft(v, "0") && strings.TrimLeft(v, "0") != "" {
 				t.Fatalf("%q parsed as %v", v, ts)
