@@ -329,10 +329,8 @@ func (h *Handler) provisionSigned(scheme *Scheme, p Preset, tolerance time.Durat
 
 // validateFetched checks the settings of the senders whose keys are
 // fetched, and that no other handler uses them.
-func (h *Handler) validateFetched() error {
-	p, err := LookupPreset(h.Provider)
-	fetched := err == nil && p.Key == KeyFetched
-	if !fetched {
+func (h *Handler) validateFetched(p Preset) error {
+	if p.Key != KeyFetched {
 		if len(h.TopicARNs) > 0 || h.ConfirmSubscription || h.WebhookID != "" || h.Audience != "" || h.ServiceAccount != "" {
 			return fmt.Errorf("webhook_auth: 'topic_arn', 'confirm_subscription', 'webhook_id', 'audience' and 'service_account' apply to sns, paypal and pubsub")
 		}
@@ -406,16 +404,18 @@ func (h *Handler) compileScheme() (*Scheme, Preset, error) {
 // compiling the scheme; it needs no provisioning, so the Caddyfile parser
 // runs it too.
 func (h *Handler) Validate() error {
-	if _, _, err := h.compileScheme(); err != nil {
+	// p is the preset, or the zero Preset for a generic scheme.
+	_, p, err := h.compileScheme()
+	if err != nil {
 		return err
 	}
-	if rej := h.validateFetched(); rej != nil {
-		return rej
+	if err := h.validateFetched(p); err != nil {
+		return err
 	}
-	if p, _ := LookupPreset(h.Provider); p.Key == KeyFetched {
+	if p.Key == KeyFetched {
 		// No secret: the keys are fetched.
 	} else if len(h.Secrets) == 0 && len(h.PublicKeys) == 0 {
-		if p, err := LookupPreset(h.Provider); err == nil && p.Key == KeyPublic {
+		if p.Key == KeyPublic {
 			return fmt.Errorf("webhook_auth: %s signs with a private key: at least one 'public_key' is required", p.Name)
 		}
 		return fmt.Errorf("webhook_auth: at least one 'secret' is required")
@@ -447,10 +447,10 @@ func (h *Handler) Validate() error {
 	if h.ReadTimeout < 0 {
 		return fmt.Errorf("webhook_auth: read_timeout must not be negative")
 	}
-	if p, err := LookupPreset(h.Provider); h.Handshake != nil && (err != nil || p.Handshake == nil) {
+	if h.Handshake != nil && p.Handshake == nil {
 		return fmt.Errorf("webhook_auth: 'handshake' applies to providers that have one: %s", strings.Join(handshakeNames(), ", "))
 	}
-	if p, err := LookupPreset(h.Provider); h.VerifyToken != "" && (err != nil || p.Handshake == nil || p.Handshake.TokenParam == "") {
+	if h.VerifyToken != "" && (p.Handshake == nil || p.Handshake.TokenParam == "") {
 		return fmt.Errorf("webhook_auth: 'verify_token' applies to meta's verification request")
 	}
 	if h.DedupScope != "" && !validScope(h.DedupScope) {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -187,21 +188,22 @@ func (hs *Handshake) matchUnsigned(r *http.Request) (unsignedMatch, bool) {
 		k, v, _ := strings.Cut(param, "=")
 		k, err1 := url.QueryUnescape(k)
 		v, err2 := url.QueryUnescape(v)
-		if err1 != nil || err2 != nil || contains(seen, k) || len(seen) == cap(seen) {
+		if err1 != nil || err2 != nil || slices.Contains(seen, k) || len(seen) == cap(seen) {
 			return m, false
 		}
 		seen = append(seen, k)
+		want, isFixed := hs.fixedValue(k)
 		switch {
 		case k == hs.Param:
 			m.challenge = v
 		case k == hs.TokenParam && k != "":
 			m.token = v
-		case hs.fixedValue(k) != nil:
-			if *hs.fixedValue(k) != v {
+		case isFixed:
+			if want != v {
 				return m, false
 			}
 			fixed++
-		case contains(hs.Optional, k):
+		case slices.Contains(hs.Optional, k):
 			if len(v) > hs.MaxLen {
 				return m, false
 			}
@@ -209,28 +211,20 @@ func (hs *Handshake) matchUnsigned(r *http.Request) (unsignedMatch, bool) {
 			return m, false
 		}
 	}
-	if !contains(seen, hs.Param) || fixed != len(hs.Fixed) || (hs.TokenParam != "" && !contains(seen, hs.TokenParam)) {
+	if !slices.Contains(seen, hs.Param) || fixed != len(hs.Fixed) || (hs.TokenParam != "" && !slices.Contains(seen, hs.TokenParam)) {
 		return m, false
 	}
 	return m, hs.challengeOK(m.challenge)
 }
 
-func (hs *Handshake) fixedValue(name string) *string {
-	for i := range hs.Fixed {
-		if hs.Fixed[i].Name == name {
-			return &hs.Fixed[i].Value
+// fixedValue returns the value the fixed parameter name must have.
+func (hs *Handshake) fixedValue(name string) (string, bool) {
+	for _, f := range hs.Fixed {
+		if f.Name == name {
+			return f.Value, true
 		}
 	}
-	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return "", false
 }
 
 // mayBeSigned reports whether r may be this signed handshake, before it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,7 +81,7 @@ func (s *pubsubScheme) verify(ctx context.Context, r *http.Request, body []byte,
 	if err := tok.Claims(pub, &claims, &extra); err != nil {
 		return "", "", reject(ReasonSignatureInvalid, "the token's signature does not verify with the Google key it names")
 	}
-	if !contains(googleIssuers, claims.Issuer) {
+	if !slices.Contains(googleIssuers, claims.Issuer) {
 		return "", "", reject(ReasonSignatureInvalid, "the token is not issued by accounts.google.com")
 	}
 	if !claims.Audience.Contains(s.audience) {

@@ -157,8 +157,8 @@ type Scheme struct {
 	// signedHeaders are the headers the signed payload inserts, and the
 	// flags say which request-derived values it uses, so that a request
 	// computes only those.
-	signedHeaders                []string
-	signsID, signsURL, signsForm bool
+	signedHeaders                           []string
+	signsID, signsURL, signsForm, signsPath bool
 	// signedHeaderList names the header that lists the signed headers
 	// ({signed_headers:NAME}), if any.
 	signedHeaderList string
@@ -383,6 +383,7 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 		}
 	}
 	s.signsID, s.signsURL, s.signsForm = s.Payload.Uses(TokenID), s.Payload.Uses(TokenURL), s.Payload.Uses(TokenForm)
+	s.signsPath = s.Payload.Uses(TokenPath)
 	for i, seg := range s.Payload.Segments {
 		switch seg.Kind {
 		case TokenSignedHeaders:

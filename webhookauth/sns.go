@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,7 +106,7 @@ func (s *snsScheme) verify(ctx context.Context, r *http.Request, body []byte, no
 	}
 	// The topic is checked once the message is known to be SNS's, so
 	// that a forgery learns nothing about the allowed topics.
-	if len(s.topics) > 0 && !contains(s.topics, m.TopicArn) {
+	if len(s.topics) > 0 && !slices.Contains(s.topics, m.TopicArn) {
 		return "", "", reject(ReasonSignatureInvalid, "the message is for a topic this endpoint does not accept")
 	}
 	if s.confirm && m.Type == "SubscriptionConfirmation" {

@@ -212,7 +212,7 @@ func (v *Verifier) begin(r *http.Request, now time.Time) (*Verification, *Reject
 	if s.signsURL {
 		st.values.url = s.requestURL(r)
 	}
-	if s.Payload.Uses(TokenPath) && r.URL != nil {
+	if s.signsPath && r.URL != nil {
 		st.values.path = requestPath(r)
 	}
 	if s.signedHeaderList != "" {
