@@ -337,3 +337,47 @@ func TestCLIFetchedKeysSend(t *testing.T) {
 		t.Errorf("paypal with a secret: exit %d %s", code, stderr)
 	}
 }
+
+// TestCLIVerifyAndSubcommands: `caddy webhook verify` exits 0 for a
+// delivery that verifies and 1 for one that does not, never printing the
+// secret; `providers --provider` shows one entry; a mistyped subcommand
+// is an error naming the real ones, not the help and exit 0.
+func TestCLIVerifyAndSubcommands(t *testing.T) {
+	body := []byte(`{"action":"opened","number":7}`)
+	p, _ := webhookauth.LookupPreset("github")
+	s, _ := p.Scheme.Compile()
+	h, err := s.SignHeaders(githubSecret, webhookauth.Delivery{Body: body, ID: "verify-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := fmt.Sprintf("POST /github HTTP/1.1\r\nHost: hooks.example.com\r\nX-GitHub-Delivery: verify-1\r\nX-Hub-Signature-256: %s\r\nContent-Length: %d\r\n\r\n%s",
+		h.Get("X-Hub-Signature-256"), len(body), body)
+	env := []string{"CLI_GH_SECRET=" + githubSecret, "CLI_GH_WRONG=" + strings.Repeat("x", 32)}
+	out, stderr, code := runCLI(t, env, []byte(raw), "webhook", "verify", "-p", "github", "--secret-env", "CLI_GH_SECRET", "--request-file", "-")
+	if code != 0 || !strings.Contains(out, "result: verified, by configured key #1") {
+		t.Fatalf("exit %d:\n%s%s", code, out, stderr)
+	}
+	out, stderr, code = runCLI(t, env, []byte(raw), "webhook", "verify", "-p", "github", "--secret-env", "CLI_GH_WRONG", "--request-file", "-")
+	if code != 1 || !strings.Contains(out, "result: signature_invalid (401)") {
+		t.Fatalf("wrong secret: exit %d:\n%s%s", code, out, stderr)
+	}
+	for _, s := range []string{githubSecret, h.Get("X-Hub-Signature-256")[7:], `"action"`} {
+		if strings.Contains(out+stderr, s) {
+			t.Fatalf("the output shows %q", s)
+		}
+	}
+
+	out, stderr, code = runCLI(t, nil, nil, "webhook", "providers", "--provider", "stripe")
+	if code != 0 || !strings.Contains(out, "docs:        https://docs.stripe.com/") || !strings.Contains(out, "signed_payload      {timestamp}.{body}") {
+		t.Fatalf("providers --provider stripe: exit %d:\n%s%s", code, out, stderr)
+	}
+	out, _, _ = runCLI(t, nil, nil, "webhook", "providers")
+	if n := strings.Count(out, "\n"); n != len(webhookauth.Catalogue())+1 {
+		t.Fatalf("providers: %d lines for %d presets", n, len(webhookauth.Catalogue()))
+	}
+
+	_, stderr, code = runCLI(t, nil, nil, "webhook", "verfy")
+	if code == 0 || !strings.Contains(stderr, `unknown subcommand "verfy"`) || !strings.Contains(stderr, "verify") {
+		t.Fatalf("a mistyped subcommand: exit %d, stderr %s", code, stderr)
+	}
+}

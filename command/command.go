@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +31,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhook",
-		Usage: "sign|send|handshake --provider <name> --secret <secret> [flags] | providers",
+		Usage: "sign|send|handshake|verify --provider <name> [flags] | providers [--provider <name>]",
 		Short: "Signs and sends webhook deliveries as a provider would",
 		Long: `
 Signs webhook deliveries exactly as a provider does, to test an endpoint
@@ -48,43 +49,149 @@ guarded by webhook_auth without waiting for the provider.
       Meta's verification request, ...) with a fresh challenge and checks
       the answer, step by step; exits non-zero unless it is right
 
-  caddy webhook providers
-      lists every provider preset: name, aliases and signature
+  caddy webhook verify --provider github --secret-env GITHUB_WEBHOOK_SECRET --request-file captured.http
+      runs the gate's checks on a captured request and explains each step;
+      exits non-zero unless it verifies
+
+  caddy webhook providers [--provider <name>]
+      lists every provider preset in one line each, or shows one in full
 
 Providers: ` + strings.Join(webhookauth.PresetNames(), ", ") + `.
 The body is read from --body-file, or from standard input. --secret-env
 names an environment variable holding the secret, which keeps it out of
 the shell history and the process list.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), sendCommand(), handshakeCommand(), providersCommand())
+			cmd.AddCommand(signCommand(), sendCommand(), handshakeCommand(), verifyCommand(), providersCommand())
+			// Without this, cobra prints the help for a mistyped
+			// subcommand and exits 0, so a script would carry on.
+			cmd.Args = cobra.ArbitraryArgs
+			cmd.RunE = func(c *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					return c.Help()
+				}
+				var known []string
+				for _, sub := range c.Commands() {
+					if sub.IsAvailableCommand() {
+						known = append(known, sub.Name())
+					}
+				}
+				return fmt.Errorf("unknown subcommand %q of caddy webhook; the subcommands are %s", args[0], strings.Join(known, ", "))
+			}
 		},
 	})
 }
 
-// providersCommand lists the catalogue, one provider a line.
+// providersCommand lists the catalogue, one provider a line, or shows
+// one entry in full.
 func providersCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "providers",
-		Short: "Lists the provider presets webhook_auth knows",
+	cmd := &cobra.Command{
+		Use:   "providers [--provider <name>]",
+		Short: "Lists the provider presets webhook_auth knows, or shows one",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			return writeProviders(c.OutOrStdout())
-		},
 	}
+	cmd.Flags().StringP("provider", "p", "", "show this preset's full entry")
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		if name, _ := c.Flags().GetString("provider"); name != "" {
+			p, err := webhookauth.LookupPreset(name)
+			if err != nil {
+				return err
+			}
+			return writeProvider(c.OutOrStdout(), p)
+		}
+		return writeProviders(c.OutOrStdout())
+	}
+	return cmd
 }
 
-// writeProviders writes "name [aliases]  signature header  docs" lines.
+// writeProviders writes one line a provider: its name, aliases, key
+// kind, where the signature is, and what is signed how.
 func writeProviders(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROVIDER\tALIASES\tKEY\tSIGNATURE HEADER\tDOCS")
+	fmt.Fprintln(tw, "PROVIDER\tALIASES\tKEY\tSIGNATURE\tSCHEME")
 	for _, p := range webhookauth.Catalogue() {
 		aliases := strings.Join(p.Aliases, ",")
 		if aliases == "" {
 			aliases = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, aliases, p.Key, signatureWhere(p), p.DocURL)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, aliases, p.Key, signatureWhere(p), schemeLine(p))
 	}
 	return tw.Flush()
+}
+
+// schemeLine is a preset's scheme in a few words: the algorithm, the
+// encoding and the signed payload.
+func schemeLine(p webhookauth.Preset) string {
+	sc := p.Scheme
+	if p.Key == webhookauth.KeyFetched {
+		return "keys fetched from the provider (see --provider " + p.Name + ")"
+	}
+	alg := string(sc.Algorithm)
+	if sc.Encoding != "" {
+		alg += " " + string(sc.Encoding)
+	}
+	payload := sc.SignedPayload
+	if payload == "" {
+		payload = "{body}"
+	}
+	if sc.Algorithm == webhookauth.AlgorithmToken {
+		return "token compared in constant time"
+	}
+	// Some payloads hold a newline (Zendesk's, say): shown escaped, so
+	// each provider stays on one line.
+	return alg + " of " + strings.NewReplacer("\n", `\n`, "\r", `\r`, "\t", `\t`).Replace(payload)
+}
+
+// writeProvider writes a preset's whole entry: what it verifies, its
+// documentation, and its scheme as the Caddyfile's generic fields.
+func writeProvider(w io.Writer, p webhookauth.Preset) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n", p.Name)
+	if len(p.Aliases) > 0 {
+		fmt.Fprintf(&b, "  aliases:     %s\n", strings.Join(p.Aliases, ", "))
+	}
+	fmt.Fprintf(&b, "  signature:   %s\n", strings.ReplaceAll(p.Summary, "`", ""))
+	fmt.Fprintf(&b, "  docs:        %s\n", p.DocURL)
+	fmt.Fprintf(&b, "  key:         %s\n", p.Key)
+	if p.Tolerance > 0 {
+		fmt.Fprintf(&b, "  tolerance:   %s\n", p.Tolerance)
+	}
+	if p.IDField != "" {
+		fmt.Fprintf(&b, "  delivery id: the body's %s member\n", p.IDField)
+	}
+	if p.EventField != "" {
+		fmt.Fprintf(&b, "  event:       the body's %s member\n", p.EventField)
+	}
+	if p.Unsigned != "" {
+		fmt.Fprintf(&b, "  unsigned:    %s\n", strings.ReplaceAll(p.Unsigned, "`", ""))
+	}
+	if p.Handshake != nil {
+		fmt.Fprintf(&b, "  handshake:   %s\n", strings.ReplaceAll(p.Handshake.Summary, "`", ""))
+	}
+	raw, err := json.Marshal(p.Scheme)
+	if err != nil {
+		return err
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return err
+	}
+	if len(fields) > 0 {
+		b.WriteString("  as generic fields:\n")
+		names := make([]string, 0, len(fields))
+		for name := range fields {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			v := fields[name]
+			if s, ok := v.(string); ok && (s == "" || strings.ContainsAny(s, " \t")) {
+				v = strconv.Quote(s)
+			}
+			fmt.Fprintf(&b, "    %-19s %v\n", name, v)
+		}
+	}
+	_, err = io.WriteString(w, b.String())
+	return err
 }
 
 // signatureWhere is the header that carries a provider's signature, or

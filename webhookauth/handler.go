@@ -223,7 +223,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
-	h.logger = ctx.Logger()
+	if h.logger == nil { // else set by UseLogger (the verify command)
+		h.logger = ctx.Logger()
+	}
 	if h.now == nil {
 		h.now = time.Now
 	}
