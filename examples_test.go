@@ -2,15 +2,21 @@ package caddywebhookauth_test
 
 import (
 	"bytes"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
 // shellCommands returns the commands in the ```sh blocks of a README.
@@ -35,6 +41,10 @@ func shellCommands(t *testing.T, readme string) []string {
 	return cmds
 }
 
+// okAnswer is `caddy webhook send`'s first line for a 200: HTTP/1.1 for
+// the plain examples, HTTP/2.0 over TLS.
+var okAnswer = regexp.MustCompile(`^HTTP/(1\.1|2\.0) 200 OK\n`)
+
 // TestProviderExamples runs the quickstart and each provider example exactly as its README
 // says, with `go run ./cmd/caddy` standing for the binary built from this
 // repository: the run command, then each `caddy webhook handshake`
@@ -46,7 +56,7 @@ func TestProviderExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"quickstart", "github", "gitlab", "shopify", "slack", "standard", "stripe", "zoom"} {
+	for _, name := range []string{"quickstart", "github", "gitlab", "shopify", "slack", "standard", "stripe", "zoom", "https"} {
 		t.Run(name, func(t *testing.T) {
 			cmds := shellCommands(t, "examples/"+name+"/README.md")
 			if len(cmds) < 2 || !strings.Contains(cmds[0], " run --config examples/"+name+"/Caddyfile") || !strings.Contains(cmds[len(cmds)-1], " webhook send ") {
@@ -55,9 +65,11 @@ func TestProviderExamples(t *testing.T) {
 			// The example keeps its ports (admin 2019, gate 8080, backend
 			// 8081); the test runs a copy on free ones, so that another
 			// Caddy on this machine cannot take part of the traffic.
-			admin, gate, backend := freePort(t), freePort(t), freePort(t)
+			admin, gate, backend, tlsPort := freePort(t), freePort(t), freePort(t), freePort(t)
 			ports := strings.NewReplacer("localhost:2019", fmt.Sprintf("localhost:%d", admin),
-				"localhost:8080", fmt.Sprintf("localhost:%d", gate), "localhost:8081", fmt.Sprintf("localhost:%d", backend))
+				"localhost:8080", fmt.Sprintf("localhost:%d", gate), "localhost:8081", fmt.Sprintf("localhost:%d", backend),
+				"http_port 8080", fmt.Sprintf("http_port %d", gate),
+				"localhost:8443", fmt.Sprintf("localhost:%d", tlsPort), "https_port 8443", fmt.Sprintf("https_port %d", tlsPort))
 			src, err := os.ReadFile("examples/" + name + "/Caddyfile")
 			if err != nil {
 				t.Fatal(err)
@@ -72,8 +84,12 @@ func TestProviderExamples(t *testing.T) {
 				return ports.Replace(c)
 			}
 
+			// The server and the commands share a home: Caddy keeps its
+			// local CA's root there, which the HTTPS example's commands
+			// trust through $HOME.
+			env := append(os.Environ(), "HOME="+t.TempDir())
 			server := exec.Command("bash", "-c", strings.Replace(local(cmds[0]), " "+bin, " exec "+bin, 1))
-			server.Env = append(os.Environ(), "HOME="+t.TempDir())
+			server.Env = env
 			var logs bytes.Buffer
 			server.Stdout, server.Stderr = &logs, &logs
 			if err := server.Start(); err != nil {
@@ -99,15 +115,32 @@ func TestProviderExamples(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 
+			if strings.Contains(string(src), "tls internal") {
+				// The certificate is issued once the config is loaded.
+				for {
+					conn, err := tls.Dial("tcp", fmt.Sprintf("localhost:%d", tlsPort), &tls.Config{InsecureSkipVerify: true})
+					if err == nil {
+						conn.Close()
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("no certificate: %v", err)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+
 			for _, c := range cmds[1:] {
-				out, err := exec.Command("bash", "-c", local(c)).Output()
+				cmd := exec.Command("bash", "-c", local(c))
+				cmd.Env = env
+				out, err := cmd.Output()
 				switch {
 				case strings.Contains(c, " webhook handshake "):
 					if err != nil || !strings.Contains(string(out), "ok: "+name+" would accept this endpoint") {
 						t.Fatalf("handshake: %v\n%s", err, out)
 					}
 				case strings.Contains(c, " webhook send "):
-					if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 200 OK\n") || !strings.Contains(string(out), "backend received") {
+					if err != nil || !okAnswer.MatchString(string(out)) || !strings.Contains(string(out), "backend received") {
 						t.Fatalf("send: %v\n%s", err, out)
 					}
 				default:
@@ -116,5 +149,33 @@ func TestProviderExamples(t *testing.T) {
 				t.Logf("%s", out)
 			}
 		})
+	}
+}
+
+// TestQuickstartJSON: examples/quickstart/caddy.json, the JSON form the
+// README shows for users who configure Caddy through its API, is exactly
+// what `caddy adapt` makes of the quickstart's Caddyfile.
+func TestQuickstartJSON(t *testing.T) {
+	src, err := os.ReadFile("examples/quickstart/Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "Caddyfile"})
+	if err != nil || len(warnings) > 0 {
+		t.Fatalf("adapt: %v %v", err, warnings)
+	}
+	want, err := os.ReadFile("examples/quickstart/caddy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	if err := json.Unmarshal(adapted, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(want, &b); err != nil {
+		t.Fatalf("caddy.json: %v", err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("examples/quickstart/caddy.json is not the adapted Caddyfile; regenerate it with\n  go run ./cmd/caddy adapt --config examples/quickstart/Caddyfile --pretty > examples/quickstart/caddy.json\nadapt gives:\n%s", adapted)
 	}
 }

@@ -221,6 +221,7 @@ func deliveryFlags(cmd *cobra.Command) {
 	f.StringP("body-file", "f", "", "file holding the body (default: standard input)")
 	f.String("id", "", "delivery id, for providers that send one (default: a fresh id)")
 	f.Int64("timestamp", 0, "Unix time to sign at, for providers that sign one (default: now)")
+	f.String("content-type", "", "the body's Content-Type (default: application/json, or form-encoded for providers that sign form parameters)")
 	f.String("cert-url", "", "sns, paypal: where your certificate is served (the endpoint fetches it; its host must be allowed in the webhook app's keys block)")
 	f.String("key-id", "", "pubsub: your key's id in the key set you serve (the webhook app's keys jwks_url)")
 	f.String("topic-arn", "", "sns: the topic ARN")
@@ -231,13 +232,14 @@ func deliveryFlags(cmd *cobra.Command) {
 
 func signCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "sign --provider <name> --secret <secret> [--body-file <file>] [--id <id>] [--timestamp <unix>]",
+		Use:   "sign --provider <name> --secret <secret> [--body-file <file>] [--id <id>] [--timestamp <unix>] [--url <url>]",
 		Short: "Prints the headers a provider would send with a body",
 		Args:  cobra.NoArgs,
 	}
 	deliveryFlags(cmd)
+	cmd.Flags().String("url", "", "the URL the delivery goes to, for providers that sign it (twilio, square, hubspot, ...)")
 	cmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-		d, err := readDelivery(fl, cmd.InOrStdin())
+		d, err := readDelivery(fl, cmd.InOrStdin(), fl.String("url"), nil)
 		if err != nil {
 			return caddy.ExitCodeFailedStartup, err
 		}
@@ -260,12 +262,12 @@ func sendCommand() *cobra.Command {
 	cmd.Flags().Duration("timeout", 30*time.Second, "how long to wait for the answer")
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-			d, err := readDelivery(fl, c.InOrStdin())
+			fields, _ := fl.GetStringArray("header")
+			extra, err := parseHeaders(fields)
 			if err != nil {
 				return caddy.ExitCodeFailedStartup, err
 			}
-			fields, _ := fl.GetStringArray("header")
-			extra, err := parseHeaders(fields)
+			d, err := readDelivery(fl, c.InOrStdin(), args[0], extra)
 			if err != nil {
 				return caddy.ExitCodeFailedStartup, err
 			}
@@ -424,12 +426,17 @@ type delivery struct {
 	// id is the delivery id sent in idHeader, given or generated; empty
 	// for providers that send none.
 	id, idHeader string
+	// contentType is the body's Content-Type.
+	contentType string
 	// wrapped: the body itself was rewritten to carry the signature
 	// (SNS's JSON envelope), so sign prints it too.
 	wrapped bool
 }
 
-func readDelivery(fl caddycmd.Flags, stdin io.Reader) (*delivery, error) {
+// readDelivery reads and signs the delivery the flags describe, to be
+// sent to target (signed by the providers that sign the URL) with the
+// extra header fields.
+func readDelivery(fl caddycmd.Flags, stdin io.Reader, target string, extra http.Header) (*delivery, error) {
 	provider := fl.String("provider")
 	if provider == "" {
 		return nil, errors.New("--provider is required (one of " + strings.Join(webhookauth.PresetNames(), ", ") + ")")
@@ -485,12 +492,25 @@ func readDelivery(fl caddycmd.Flags, stdin io.Reader) (*delivery, error) {
 	if p.Key == webhookauth.KeyFetched {
 		return signFetched(p, secret, fl, body, ts)
 	}
-	return sign(provider, secret, body, fl.String("id"), ts)
+	ct := fl.String("content-type")
+	if v := extra.Get("Content-Type"); v != "" {
+		if ct != "" && ct != v {
+			return nil, errors.New("--content-type and --header Content-Type differ")
+		}
+		ct = v
+	}
+	return signTo(provider, secret, body, fl.String("id"), ts, target, ct)
 }
 
 // sign signs body as provider would. An empty id gets a fresh one in the
 // provider's style.
 func sign(provider, secret string, body []byte, id string, ts time.Time) (*delivery, error) {
+	return signTo(provider, secret, body, id, ts, "", "")
+}
+
+// signTo signs body as provider would for a delivery to target, sent
+// with Content-Type ct ("" for the provider's usual one).
+func signTo(provider, secret string, body []byte, id string, ts time.Time, target, ct string) (*delivery, error) {
 	p, err := webhookauth.LookupPreset(provider)
 	if err != nil {
 		return nil, err
@@ -498,6 +518,23 @@ func sign(provider, secret string, body []byte, id string, ts time.Time) (*deliv
 	s, err := p.Scheme.Compile()
 	if err != nil {
 		return nil, err
+	}
+	signsURL := s.Payload.Uses(webhookauth.TokenURL) || s.Payload.Uses(webhookauth.TokenPath)
+	if signsURL && target == "" {
+		return nil, fmt.Errorf("%s signs the URL a delivery is sent to: give it with --url", p.Name)
+	}
+	if !signsURL {
+		target = ""
+	}
+	if ct == "" {
+		ct = "application/json"
+		if s.Payload.Uses(webhookauth.TokenForm) {
+			ct = "application/x-www-form-urlencoded"
+		}
+	}
+	var header http.Header
+	if s.Payload.Uses(webhookauth.TokenForm) {
+		header = http.Header{"Content-Type": {ct}} // {form} reads it
 	}
 	if id != "" && s.IDHeader == "" {
 		why := "a copy is recognised by its signature (the same body, signed at the same --timestamp)"
@@ -509,14 +546,15 @@ func sign(provider, secret string, body []byte, id string, ts time.Time) (*deliv
 	if id == "" && s.IDHeader != "" {
 		id = freshID(p.Name)
 	}
-	h, err := s.SignHeaders(secret, webhookauth.Delivery{Body: body, ID: id, Timestamp: ts})
+	h, err := s.SignHeaders(secret, webhookauth.Delivery{Body: body, ID: id, Timestamp: ts, URL: target, Header: header})
 	if err != nil {
 		// The secret's encoding is wrong (a whsec_ secret that is not
 		// base64, say); the error never contains the secret.
 		return nil, fmt.Errorf("signing for %s: %w", p.Name, err)
 	}
 	names := []string{p.Scheme.SignatureHeader, p.Scheme.TimestampHeader, p.Scheme.IDHeader}
-	return &delivery{names: names, body: body, header: h, id: id, idHeader: p.Scheme.IDHeader}, nil
+	h.Del("Content-Type") // sent by send, not printed by sign
+	return &delivery{names: names, body: body, header: h, id: id, idHeader: p.Scheme.IDHeader, contentType: ct}, nil
 }
 
 // signFetched signs for a sender whose keys are fetched, with the user's
@@ -600,7 +638,11 @@ func (d *delivery) send(ctx context.Context, client *http.Client, url string, ex
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	ct := d.contentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	req.Header.Set("Content-Type", ct)
 	req.Header.Set("User-Agent", "caddy-webhook-send")
 	for name, vals := range extra {
 		req.Header[name] = vals
