@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -46,11 +47,20 @@ func freePort(t *testing.T) int {
 // caddyProcess is a separate Caddy process built from this repository.
 type caddyProcess struct {
 	url, admin string
+	file       string        // its Caddyfile
+	logs       *bytes.Buffer // what it logged
 }
 
 const fleetSecret = "fleet-secret-4c1d"
 
 func startCaddy(t *testing.T, redisAddr, backend string) *caddyProcess {
+	t.Helper()
+	return startCaddyOn(t, "address redis://"+redisAddr+"/0", backend)
+}
+
+// startCaddyOn starts a Caddy process whose redis block holds the given
+// lines (addresses, master_name), in front of backend.
+func startCaddyOn(t *testing.T, redisLines, backend string) *caddyProcess {
 	t.Helper()
 	bin, err := buildCaddy()
 	if err != nil {
@@ -62,7 +72,7 @@ func startCaddy(t *testing.T, redisAddr, backend string) *caddyProcess {
 	auto_https off
 	webhook {
 		redis {
-			address redis://%s/0
+			%s
 			timeout 200ms
 		}
 	}
@@ -95,7 +105,7 @@ http://127.0.0.1:%d {
 		reverse_proxy %s
 	}
 }
-`, adminPort, redisAddr, port, backend, backend, backend)
+`, adminPort, redisLines, port, backend, backend, backend)
 	file := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -114,7 +124,7 @@ http://127.0.0.1:%d {
 			t.Logf("caddy on port %d logged:\n%s", port, logs.String())
 		}
 	})
-	p := &caddyProcess{url: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://localhost:%d", adminPort)}
+	p := &caddyProcess{file: file, logs: &logs, url: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://localhost:%d", adminPort)}
 	for i := 0; ; i++ {
 		resp, err := http.Get(p.admin + "/config/")
 		if err == nil {
@@ -199,11 +209,38 @@ func do(t *testing.T, req *http.Request) (int, string) {
 
 func TestFleetSharesStateThroughRedis(t *testing.T) {
 	rds := redistest.Start(t)
+	checkFleet(t, func(backend string) *caddyProcess { return startCaddy(t, rds.Addr, backend) })
+}
+
+// TestFleetOnRedisCluster: the same fleet checks on a Redis Cluster of 3
+// masters and 3 replicas (the redis block lists every node).
+func TestFleetOnRedisCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 1)
+	lines := "address " + strings.Join(c.Addrs(), " ")
+	checkFleet(t, func(backend string) *caddyProcess { return startCaddyOn(t, lines, backend) })
+}
+
+// TestFleetOnRedisSentinel: the same fleet checks on a master and a
+// replica behind 3 Sentinels (the redis block lists the Sentinels and
+// the master's name).
+func TestFleetOnRedisSentinel(t *testing.T) {
+	st := redistest.StartSentinel(t)
+	lines := "address " + strings.Join(st.Addrs(), " ") + "\n\t\t\tmaster_name " + redistest.SentinelMaster
+	checkFleet(t, func(backend string) *caddyProcess { return startCaddyOn(t, lines, backend) })
+}
+
+// checkFleet starts two Caddy processes on one Redis setup and checks
+// what a fleet promises: 200 concurrent copies of a delivery across both
+// reach the backend exactly once, a delivery the backend failed is
+// delivered on the sender's retry through the other server, and a shared
+// 50/1m limit admits exactly 50 of 150.
+func checkFleet(t *testing.T, start func(backend string) *caddyProcess) {
+	t.Helper()
 	be := &countingBackend{byID: map[string]int{}, failOnce: map[string]bool{"fails-first": true}}
 	backend := httptest.NewServer(be)
 	defer backend.Close()
-	a := startCaddy(t, rds.Addr, backend.URL)
-	b := startCaddy(t, rds.Addr, backend.URL)
+	a := start(backend.URL)
+	b := start(backend.URL)
 	fleet := []*caddyProcess{a, b}
 
 	// 200 concurrent copies of one delivery across both servers reach the
