@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,27 +35,57 @@ type RedisDedup struct {
 	pipe    *pipeliner
 	prefix  string
 	timeout time.Duration
+	// The claim and done TTLs in milliseconds, boxed once: a handler's
+	// TTLs do not change.
+	claimTTL, doneTTL atomic.Pointer[boxedTTL]
+}
+
+type boxedTTL struct {
+	ttl time.Duration
+	ms  any
+}
+
+// boxedTTL returns ttl in milliseconds as a command argument, boxed once
+// per value and kept in cache.
+func (s *RedisDedup) boxedTTL(cache *atomic.Pointer[boxedTTL], ttl time.Duration) any {
+	if b := cache.Load(); b != nil && b.ttl == ttl {
+		return b.ms
+	}
+	b := &boxedTTL{ttl: ttl, ms: ttl.Milliseconds()}
+	cache.Store(b)
+	return b.ms
 }
 
 // Claim implements webhookauth.DedupStore.
 func (s *RedisDedup) Claim(ctx context.Context, id string, token uint64, claimTTL time.Duration) (webhookauth.ClaimResult, error) {
-	// SET NX GET (Redis 7.0): sets the claim if the key is free and
-	// returns nil, or returns what the key holds and leaves it alone. One
-	// plain command, no script.
-	prev, err := s.pipe.command(ctx, s.timeout, "set", s.key(id), claimValue(token), "nx", "get", "px", claimTTL.Milliseconds())
-	if err == redis.Nil {
-		return webhookauth.Claimed, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if v, ok := prev.(string); ok {
-		if v == "d" {
+	key, ttl := s.key(id), s.boxedTTL(&s.claimTTL, claimTTL)
+	// SET NX answers OK when the key was free: the claim is ours, in one
+	// plain command with no error reply to classify. Only when the key is
+	// taken does a GET say by what: done, or a claim in flight. If the
+	// key went away in between (released or expired), claim again.
+	for attempt := 0; attempt < 3; attempt++ {
+		_, err := s.pipe.command(ctx, s.timeout, "set", key, claimValue(token), "nx", "px", ttl)
+		if err == nil {
+			return webhookauth.Claimed, nil
+		}
+		if err != redis.Nil {
+			return 0, err
+		}
+		prev, err := s.pipe.command(ctx, s.timeout, "get", key)
+		if err == redis.Nil {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if v, ok := prev.(string); ok && v == "d" {
 			return webhookauth.Done, nil
 		}
 		return webhookauth.InFlight, nil
 	}
-	return 0, errUnexpectedReply
+	// Claimed and released three times over while we looked: another
+	// request is working on it; the sender retries later.
+	return webhookauth.InFlight, nil
 }
 
 // Finish implements webhookauth.DedupStore.
@@ -63,7 +94,7 @@ func (s *RedisDedup) Finish(ctx context.Context, id string, token uint64, done b
 	if done {
 		flag = "1"
 	}
-	_, err := s.pipe.call(ctx, s.timeout, finishScript, s.key(id), claimValue(token), flag, doneTTL.Milliseconds())
+	_, err := s.pipe.call(ctx, s.timeout, finishScript, s.key(id), claimValue(token), flag, s.boxedTTL(&s.doneTTL, doneTTL))
 	return err
 }
 
@@ -78,5 +109,7 @@ func (s *RedisDedup) key(id string) string {
 // claimValue is what an in-flight key holds: "c" and the claim's token,
 // which can never equal the done marker "d".
 func claimValue(token uint64) string {
-	return "c" + strconv.FormatUint(token, 36)
+	var b [16]byte
+	b[0] = 'c'
+	return string(strconv.AppendUint(b[:1], token, 36))
 }

@@ -203,6 +203,19 @@ func (p *pipeliner) run(b *batch) {
 	if len(live) == 0 {
 		return
 	}
+	if len(live) == 1 {
+		// A lone call (no other request waiting: the usual case below
+		// saturation) goes straight to the client, without a pipeline's
+		// bookkeeping or a deadline context of its own: the caller
+		// stops waiting at its deadline (wait's timer), and the client's
+		// read and write timeouts, which are the store's timeout, bound
+		// the call itself.
+		c := live[0]
+		c.res, c.err = p.do(context.Background(), c)
+		c.done <- struct{}{}
+		clear(b.calls)
+		return
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	b.cmds = p.exec(ctx, b.pipe, live, b.cmds[:0])
@@ -213,6 +226,17 @@ func (p *pipeliner) run(b *batch) {
 	}
 	clear(b.cmds)
 	clear(b.calls)
+}
+
+// do runs one call on the client, sending the script's text when Redis
+// does not have it (NOSCRIPT).
+func (p *pipeliner) do(ctx context.Context, c *scriptCall) (any, error) {
+	res, err := p.client.Do(ctx, c.args[:c.nargs]...).Result()
+	if c.script != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		c.args[0], c.args[1] = "eval", c.script.src
+		res, err = p.client.Do(ctx, c.args[:c.nargs]...).Result()
+	}
+	return res, scriptError(err)
 }
 
 // exec pipelines the calls by their scripts' hashes and sends again,
