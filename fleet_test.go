@@ -163,6 +163,8 @@ type countingBackend struct {
 	byID     map[string]int
 	failOnce map[string]bool
 	total    atomic.Int64
+	// noDelay: answer /github at once (the fault tests' load).
+	noDelay bool
 }
 
 func (b *countingBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -174,7 +176,7 @@ func (b *countingBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fail := b.failOnce[id]
 	b.failOnce[id] = false
 	b.mu.Unlock()
-	if r.URL.Path == "/github" {
+	if r.URL.Path == "/github" && !b.noDelay {
 		time.Sleep(150 * time.Millisecond) // copies arrive while the first is in flight
 	}
 	if fail {

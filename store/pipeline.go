@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -49,7 +50,23 @@ type scriptCall struct {
 	res  any
 	err  error
 	done chan struct{}
+	// ctx carries the deadline of a lone call sent straight to the
+	// client.
+	ctx deadlineCtx
 }
+
+// deadlineCtx tells the client when a call must be over: go-redis sets
+// its connection deadlines from it (ContextTimeoutEnabled), so a call to
+// a dead or black-holed node ends by then. It is never canceled (Done is
+// nil, Err nil), which is all a context without a cancel function can
+// be; it lives in the pooled call, so it costs no allocation, unlike
+// context.WithDeadline.
+type deadlineCtx struct{ deadline time.Time }
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *deadlineCtx) Done() <-chan struct{}       { return nil }
+func (c *deadlineCtx) Err() error                  { return nil }
+func (c *deadlineCtx) Value(any) any               { return nil }
 
 var scriptCalls = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)
@@ -65,6 +82,11 @@ type pipeliner struct {
 	mu       sync.Mutex
 	queue    []*scriptCall
 	flushers int
+	// direct: a lone call is running straight on the client (see wait).
+	direct bool
+	// reload asks a Cluster client to reload its slot map (nil for the
+	// others).
+	reload func()
 
 	batches sync.Pool // *batch
 }
@@ -78,6 +100,9 @@ type batch struct {
 
 func newPipeliner(client redis.UniversalClient) *pipeliner {
 	p := &pipeliner{client: client}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		p.reload = func() { cc.ReloadState(context.Background()) }
+	}
 	p.batches.New = func() any {
 		return &batch{pipe: client.Pipeline(), calls: make([]*scriptCall, 0, pipelineMaxBatch), cmds: make([]*redis.Cmd, 0, pipelineMaxBatch)}
 	}
@@ -121,6 +146,24 @@ func (p *pipeliner) wait(ctx context.Context, timeout time.Duration, c *scriptCa
 		c.deadline = d
 	}
 	p.mu.Lock()
+	if len(p.queue) == 0 && p.flushers == 0 && !p.direct {
+		// A lone call (nothing queued, nothing being sent: the usual case
+		// below saturation) goes straight to the client, without a
+		// pipeline's bookkeeping. It does not hold the flusher's place:
+		// calls arriving meanwhile go on in batches, so one call to a
+		// node that is down cannot hold up the others.
+		p.direct = true
+		p.mu.Unlock()
+		c.ctx.deadline = c.deadline
+		res, err := p.do(&c.ctx, c)
+		p.mu.Lock()
+		p.direct = false
+		p.mu.Unlock()
+		clear(c.args[:])
+		c.res = nil
+		scriptCalls.Put(c)
+		return res, err
+	}
 	p.queue = append(p.queue, c)
 	flush := p.flushers < pipelineFlushers
 	if flush {
@@ -203,24 +246,12 @@ func (p *pipeliner) run(b *batch) {
 	if len(live) == 0 {
 		return
 	}
-	if len(live) == 1 {
-		// A lone call (no other request waiting: the usual case below
-		// saturation) goes straight to the client, without a pipeline's
-		// bookkeeping or a deadline context of its own: the caller
-		// stops waiting at its deadline (wait's timer), and the client's
-		// read and write timeouts, which are the store's timeout, bound
-		// the call itself.
-		c := live[0]
-		c.res, c.err = p.do(context.Background(), c)
-		c.done <- struct{}{}
-		clear(b.calls)
-		return
-	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	b.cmds = p.exec(ctx, b.pipe, live, b.cmds[:0])
 	for i, c := range live {
 		c.res, c.err = b.cmds[i].Result()
+		p.failed(c.err)
 		c.err = scriptError(c.err)
 		c.done <- struct{}{}
 	}
@@ -236,7 +267,23 @@ func (p *pipeliner) do(ctx context.Context, c *scriptCall) (any, error) {
 		c.args[0], c.args[1] = "eval", c.script.src
 		res, err = p.client.Do(ctx, c.args[:c.nargs]...).Result()
 	}
+	p.failed(err)
 	return res, scriptError(err)
+}
+
+// failed asks a Cluster client to reload its slot map after a call that
+// failed without a Redis reply (a node down, a timeout): go-redis reloads
+// it by itself only on MOVED and ASK, which a dead master never sends.
+// Reloads are lazy and spaced out by go-redis.
+func (p *pipeliner) failed(err error) {
+	if p.reload == nil || err == nil || err == redis.Nil {
+		return
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return
+	}
+	p.reload()
 }
 
 // exec pipelines the calls by their scripts' hashes and sends again,

@@ -172,11 +172,30 @@ func (c *RedisConfig) open() (*pooledClient, string, error) {
 	sum := sha256.Sum256(fingerprint(opts))
 	key := "redis:" + hex.EncodeToString(sum[:])
 	val, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
-		c := redis.NewUniversalClient(opts)
+		c := newClient(opts)
 		return &pooledClient{UniversalClient: c, pipe: newPipeliner(c)}, nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
 	return val.(*pooledClient), key, nil
+}
+
+// clusterReload is how often a Cluster client reloads the slot map
+// without being asked. It is also asked after every call that failed for
+// a reason other than a Redis error reply (see pipeliner.failed): a
+// master that went away is replaced by its replica in the map as soon as
+// the cluster has promoted it, rather than after go-redis' default
+// minute.
+const clusterReload = 10 * time.Second
+
+// newClient makes the go-redis client for opts: Sentinel with a master
+// name, a Cluster with several addresses, a single node otherwise.
+func newClient(opts *redis.UniversalOptions) redis.UniversalClient {
+	if opts.MasterName == "" && len(opts.Addrs) > 1 {
+		co := opts.Cluster()
+		co.ClusterStateReloadInterval = clusterReload
+		return redis.NewClusterClient(co)
+	}
+	return redis.NewUniversalClient(opts)
 }

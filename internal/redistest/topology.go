@@ -90,6 +90,20 @@ func (c *Cluster) WaitOK(within time.Duration) {
 	}
 }
 
+// WaitMasters waits until n live nodes are masters serving slots: after
+// a master is killed, until its replica has been promoted.
+func (c *Cluster) WaitMasters(n int, within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for len(c.Masters()) != n {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%d masters after %s, want %d", len(c.Masters()), within, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.WaitOK(within)
+}
+
 // Masters returns the live masters, each with its node id.
 func (c *Cluster) Masters() map[string]*Server {
 	c.t.Helper()
@@ -100,6 +114,9 @@ func (c *Cluster) Masters() map[string]*Server {
 		}
 		role, err := n.do("role")
 		if err != nil || !strings.HasPrefix(role, "master") {
+			continue
+		}
+		if nodes, err := n.do("cluster", "nodes"); err != nil || !ownsSlots(nodes) {
 			continue
 		}
 		id, err := n.do("cluster", "myid")
@@ -120,6 +137,19 @@ func (c *Cluster) Reshard(fromID, toID string, slots int) error {
 			entry = n.Addr
 			break
 		}
+	}
+	// After a reshard the nodes take a moment to agree on the new
+	// configuration, and redis-cli refuses to start until they do.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := exec.Command(c.cli, "--cluster", "check", entry).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cluster does not agree on its configuration: %v\n%s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	out, err := exec.Command(c.cli, "--cluster", "reshard", entry, "--cluster-from", fromID, "--cluster-to", toID,
 		"--cluster-slots", strconv.Itoa(slots), "--cluster-yes", "--cluster-pipeline", "100").CombinedOutput()
@@ -279,6 +309,18 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ownsSlots reports whether CLUSTER NODES says this node ("myself")
+// serves slots.
+func ownsSlots(nodes string) bool {
+	for _, line := range strings.Split(nodes, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 8 && strings.Contains(f[2], "myself") {
+			return true
+		}
+	}
+	return false
 }
 
 func firstLine(s string, err error) string {
