@@ -62,10 +62,6 @@ func startCaddy(t *testing.T, redisAddr, backend string) *caddyProcess {
 // lines (addresses, master_name), in front of backend.
 func startCaddyOn(t *testing.T, redisLines, backend string) *caddyProcess {
 	t.Helper()
-	bin, err := buildCaddy()
-	if err != nil {
-		t.Fatal(err)
-	}
 	port, adminPort := freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`{
 	admin localhost:%d
@@ -106,6 +102,17 @@ http://127.0.0.1:%d {
 	}
 }
 `, adminPort, redisLines, port, backend, backend, backend)
+	return runCaddy(t, cfg, port, adminPort)
+}
+
+// runCaddy runs a Caddy process built from this repository on the
+// Caddyfile cfg, which serves port and its admin API on adminPort.
+func runCaddy(t *testing.T, cfg string, port, adminPort int) *caddyProcess {
+	t.Helper()
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
 	file := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
