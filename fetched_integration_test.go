@@ -98,15 +98,8 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 
 	// A key URL off the allowlist: refused, and the key server never asked.
 	before := ks.Total()
-	var snsValid string
-	for _, v := range projectVectors(t) {
-		if v.Name == "sns-notification-v2-subject-valid" {
-			snsValid = v.Body
-		}
-	}
-	var m map[string]any
-	json.Unmarshal([]byte(snsValid), &m)
-	evil := strings.Replace(snsValid, m["SigningCertURL"].(string), "https://attacker.example.com/SimpleNotificationService-1.pem", 1)
+	snsValid, certURL := snsVector(t)
+	evil := strings.Replace(snsValid, certURL, "https://attacker.example.com/SimpleNotificationService-1.pem", 1)
 	if code, out := send("/sns", evil, nil); code != 401 || !strings.Contains(out, `"reason":"signature_malformed"`) || ks.Total() != before {
 		t.Errorf("cert URL off the allowlist: %d %s, key server asked %d times", code, out, ks.Total()-before)
 	}
@@ -115,7 +108,7 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 	// key_unavailable: a redirect to a host off the allowlist, a
 	// certificate for another name, one not chained to the roots, 10 MB.
 	for _, path := range []string{"/redirect.pem", "/other.pem", "/selfsigned.pem", "/big.pem"} {
-		body := strings.Replace(snsValid, m["SigningCertURL"].(string), ks.URL+path, 1)
+		body := strings.Replace(snsValid, certURL, ks.URL+path, 1)
 		if code, out := send("/sns", body, nil); code != 503 || !strings.Contains(out, `"reason":"key_unavailable"`) {
 			t.Errorf("%s: %d %s", path, code, out)
 		}
@@ -126,7 +119,7 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 
 	// 200 concurrent deliveries naming a certificate never fetched: one
 	// fetch. (Dedup absorbs the copies; each is answered 200.)
-	cold := strings.Replace(snsValid, m["SigningCertURL"].(string), ks.URL+"/sns-cold.pem", 1)
+	cold := strings.Replace(snsValid, certURL, ks.URL+"/sns-cold.pem", 1)
 	release := ks.Hold()
 	codes := make(chan int, 200)
 	for range 200 {
@@ -185,7 +178,7 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 	// be had: 503 with Retry-After.
 	ks.SetDown(true)
 	defer ks.SetDown(false)
-	if code, _ := send("/sns", strings.Replace(snsValid, m["SigningCertURL"].(string), ks.URL+"/sns.pem", 1), nil); code != 200 {
+	if code, _ := send("/sns", strings.Replace(snsValid, certURL, ks.URL+"/sns.pem", 1), nil); code != 200 {
 		t.Errorf("SNS with the key server down and the certificate cached: %d", code)
 	}
 	be.take()
@@ -217,4 +210,24 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 			t.Errorf("no key lookup counted as %s", result)
 		}
 	}
+}
+
+// snsVector is a valid SNS notification of the project's vectors and the
+// certificate URL it names, which tests point at the local key server.
+func snsVector(t *testing.T) (body, certURL string) {
+	t.Helper()
+	for _, v := range projectVectors(t) {
+		if v.Name == "sns-notification-v2-subject-valid" {
+			body = v.Body
+		}
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatalf("the SNS vector: %v", err)
+	}
+	certURL, _ = m["SigningCertURL"].(string)
+	if certURL == "" {
+		t.Fatal("the SNS vector names no SigningCertURL")
+	}
+	return body, certURL
 }

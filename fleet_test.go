@@ -205,6 +205,23 @@ func githubDelivery(t *testing.T, url, id string) *http.Request {
 	return req
 }
 
+// waitDelivering sends fresh deliveries to p until one is answered 200,
+// for at most 10 s after the fault named by when was healed.
+func waitDelivering(t *testing.T, p *caddyProcess, when string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		code, _ := do(t, githubDelivery(t, p.url, fmt.Sprintf("after-%d", i)))
+		if code == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not recovered 10 s %s: %d", when, code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func do(t *testing.T, req *http.Request) (int, string) {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -225,7 +242,7 @@ func TestFleetSharesStateThroughRedis(t *testing.T) {
 // masters and 3 replicas (the redis block lists every node).
 func TestFleetOnRedisCluster(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 1)
-	lines := "address " + strings.Join(c.Addrs(), " ")
+	lines := clusterLines(c)
 	checkFleet(t, func(backend string) *caddyProcess { return startCaddyOn(t, lines, backend) })
 }
 
@@ -236,6 +253,12 @@ func TestFleetOnRedisSentinel(t *testing.T) {
 	st := redistest.StartSentinel(t)
 	lines := "address " + strings.Join(st.Addrs(), " ") + "\n\t\t\tmaster_name " + redistest.SentinelMaster
 	checkFleet(t, func(backend string) *caddyProcess { return startCaddyOn(t, lines, backend) })
+}
+
+// clusterLines is the redis block of a fleet on the Cluster c: every
+// node's address.
+func clusterLines(c *redistest.Cluster) string {
+	return "address " + strings.Join(c.Addrs(), " ")
 }
 
 // checkFleet starts two Caddy processes on one Redis setup and checks
@@ -355,17 +378,7 @@ func TestFleetRedisOutageAndRecovery(t *testing.T) {
 	}
 
 	rds.Restart()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, _ := do(t, githubDelivery(t, p.url, "after"))
-		if code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not recovered 10 s after Redis came back: %d", code)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitDelivering(t, p, "after Redis came back")
 	// No pile-up of goroutines (each pooled connection has a couple).
 	var now int
 	for i := 0; i < 50; i++ {

@@ -66,20 +66,7 @@ func TestHTTPSEndToEnd(t *testing.T) {
 	}
 
 	origin := fmt.Sprintf("https://localhost:%d", httpsPort)
-	// Caddy issues the certificate in the background once the config is
-	// loaded: wait (bounded) until a handshake with it succeeds.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := tls.Dial("tcp", fmt.Sprintf("localhost:%d", httpsPort), &tls.Config{RootCAs: roots, ServerName: "localhost"})
-		if err == nil {
-			conn.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no certificate for localhost after 30s: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitCertificate(t, httpsPort, &tls.Config{RootCAs: roots, ServerName: "localhost"})
 	clients := map[string]*http.Client{
 		"HTTP/1.1": {Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: roots},
@@ -160,5 +147,24 @@ func TestHTTPSEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusPermanentRedirect || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
 		t.Errorf("plain HTTP: %d, Location %q; want a 308 to https", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// waitCertificate waits (at most 30 s) until a TLS handshake with the
+// server on port succeeds under cfg: Caddy issues its certificates in
+// the background once a config is loaded.
+func waitCertificate(t *testing.T, port int, cfg *tls.Config) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := tls.Dial("tcp", fmt.Sprintf("localhost:%d", port), cfg)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate on port %d after 30s: %v", port, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -149,15 +149,8 @@ func TestDashboardOnRealPrometheus(t *testing.T) {
 	}
 	`, be.URL, time.Now().UnixNano())), "caddyfile")
 
-	var snsValid string
-	for _, v := range projectVectors(t) {
-		if v.Name == "sns-notification-v2-subject-valid" {
-			snsValid = v.Body
-		}
-	}
-	var m map[string]any
-	json.Unmarshal([]byte(snsValid), &m)
-	snsBody := strings.Replace(snsValid, m["SigningCertURL"].(string), ks.URL+"/sns.pem", 1)
+	snsValid, certURL := snsVector(t)
+	snsBody := strings.Replace(snsValid, certURL, ks.URL+"/sns.pem", 1)
 
 	round := 0
 	traffic := func() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,21 +53,54 @@ type scriptCall struct {
 	done chan struct{}
 	// ctx carries the deadline of a lone call sent straight to the
 	// client.
-	ctx deadlineCtx
+	ctx *deadlineCtx
 }
 
-// deadlineCtx tells the client when a call must be over: go-redis sets
-// its connection deadlines from it (ContextTimeoutEnabled), so a call to
-// a dead or black-holed node ends by then. It is never canceled (Done is
-// nil, Err nil), which is all a context without a cancel function can
-// be; it lives in the pooled call, so it costs no allocation, unlike
-// context.WithDeadline.
-type deadlineCtx struct{ deadline time.Time }
+// deadlineCtx is a context that ends at a deadline, like the one
+// context.WithDeadline makes, but reusable: it lives in the pooled call
+// with its timer, so a call that ends in time costs no allocation. go-redis
+// sets its connection deadlines from Deadline and stops waiting (dial
+// retries, pool waits, backoff) when Done closes, so a call to a dead or
+// black-holed node ends on time.
+type deadlineCtx struct {
+	deadline time.Time
+	done     chan struct{}
+	fired    atomic.Bool
+	timer    *time.Timer
+}
 
 func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
-func (c *deadlineCtx) Done() <-chan struct{}       { return nil }
-func (c *deadlineCtx) Err() error                  { return nil }
+func (c *deadlineCtx) Done() <-chan struct{}       { return c.done }
 func (c *deadlineCtx) Value(any) any               { return nil }
+func (c *deadlineCtx) Err() error {
+	if c.fired.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *deadlineCtx) fire() {
+	c.fired.Store(true)
+	close(c.done)
+}
+
+// armed returns a context ending at d: c itself when it can be used
+// again, or a fresh one when c has fired (or may be firing).
+func (c *deadlineCtx) armed(d time.Time) *deadlineCtx {
+	if c == nil || c.fired.Load() {
+		c = &deadlineCtx{done: make(chan struct{})}
+		c.timer = time.AfterFunc(time.Until(d), c.fire)
+	} else {
+		c.timer.Reset(time.Until(d))
+	}
+	c.deadline = d
+	return c
+}
+
+// disarm stops c's timer. It reports whether c can be armed again: not
+// when the timer has fired or is firing, since its channel is (or is
+// about to be) closed.
+func (c *deadlineCtx) disarm() bool { return c.timer.Stop() }
 
 var scriptCalls = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)
@@ -154,8 +188,11 @@ func (p *pipeliner) wait(ctx context.Context, timeout time.Duration, c *scriptCa
 		// node that is down cannot hold up the others.
 		p.direct = true
 		p.mu.Unlock()
-		c.ctx.deadline = c.deadline
-		res, err := p.do(&c.ctx, c)
+		c.ctx = c.ctx.armed(c.deadline)
+		res, err := p.do(c.ctx, c)
+		if !c.ctx.disarm() {
+			c.ctx = nil // fired: the next call gets a fresh one
+		}
 		p.mu.Lock()
 		p.direct = false
 		p.mu.Unlock()
