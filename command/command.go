@@ -307,20 +307,29 @@ func handshakeCommand() *cobra.Command {
 	f.String("verify-token", "", "for meta: the verify token (prefer --verify-token-env)")
 	f.String("verify-token-env", "", "name of an environment variable holding the verify token")
 	f.Duration("timeout", 10*time.Second, "how long to wait for the answer")
+	runCheck(cmd, "the endpoint did not answer the handshake as the provider expects", func(c *cobra.Command, fl caddycmd.Flags, args []string) (bool, error) {
+		timeout, _ := c.Flags().GetDuration("timeout")
+		return handshake(fl, args[0], timeout, c.OutOrStdout())
+	})
+	return cmd
+}
+
+// runCheck makes cmd run check, which reports whether what it checked
+// passed: exit status 0 when it did, 1 with failure when it did not, 1
+// with the error when it could not check at all.
+func runCheck(cmd *cobra.Command, failure string, check func(c *cobra.Command, fl caddycmd.Flags, args []string) (bool, error)) {
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-			timeout, _ := c.Flags().GetDuration("timeout")
-			ok, err := handshake(fl, args[0], timeout, c.OutOrStdout())
+			ok, err := check(c, fl, args)
 			if err != nil {
 				return caddy.ExitCodeFailedStartup, err
 			}
 			if !ok {
-				return caddy.ExitCodeFailedStartup, errors.New("the endpoint did not answer the handshake as the provider expects")
+				return caddy.ExitCodeFailedStartup, errors.New(failure)
 			}
 			return caddy.ExitCodeSuccess, nil
 		})(c, args)
 	}
-	return cmd
 }
 
 // handshake sends the provider's handshake to target and reports, step by

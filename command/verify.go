@@ -57,18 +57,9 @@ parts: --url, --method, --header and --body-file.`,
 	f.String("method", http.MethodPost, "the request's method")
 	f.String("url", "", "the URL the sender addressed (default with --request-file: https:// and its Host and target)")
 	f.String("at", "", "verify as if it were this time, Unix seconds or RFC 3339 (default: now), for a capture older than the replay window")
-	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-			ok, err := verify(fl, c.InOrStdin(), c.OutOrStdout())
-			if err != nil {
-				return caddy.ExitCodeFailedStartup, err
-			}
-			if !ok {
-				return caddy.ExitCodeFailedStartup, errors.New("the request does not verify")
-			}
-			return caddy.ExitCodeSuccess, nil
-		})(c, nil)
-	}
+	runCheck(cmd, "the request does not verify", func(c *cobra.Command, fl caddycmd.Flags, _ []string) (bool, error) {
+		return verify(fl, c.InOrStdin(), c.OutOrStdout())
+	})
 	return cmd
 }
 
