@@ -17,6 +17,7 @@ type vector struct {
 	PublicKey                                           string `json:"public_key"`
 	Headers                                             map[string]string
 	Method, URL                                         string
+	VerifyAt                                            int64 `json:"verify_at"`
 	// Response is what a challenge vector must be answered with.
 	Response struct {
 		Status  int

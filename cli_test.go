@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -379,5 +380,61 @@ func TestCLIVerifyAndSubcommands(t *testing.T) {
 	_, stderr, code = runCLI(t, nil, nil, "webhook", "verfy")
 	if code == 0 || !strings.Contains(stderr, `unknown subcommand "verfy"`) || !strings.Contains(stderr, "verify") {
 		t.Fatalf("a mistyped subcommand: exit %d, stderr %s", code, stderr)
+	}
+}
+
+// TestCLIVerifyFetched: `caddy webhook verify` on SNS and PayPal
+// deliveries fetches their keys as the gate does, from a local HTTPS key
+// server standing in for the provider (allowed with --keys-host, trusted
+// with --keys-root-ca), and reaches every vector's verdict; a key URL off
+// the allowlist is refused without a fetch, with its usual causes.
+func TestCLIVerifyFetched(t *testing.T) {
+	ks := keyserver.Start(t, "webhookauth/testdata/fetched")
+	keys := []string{"--keys-host", "sns=" + ks.Host, "--keys-host", "paypal=" + ks.Host, "--keys-root-ca", ks.RootFile}
+	n := 0
+	for _, v := range projectVectors(t) {
+		if (v.Provider != "sns" && v.Provider != "paypal") || v.Kind != "delivery" {
+			continue
+		}
+		body, headers := v.Body, map[string]string{"Content-Type": "text/plain; charset=UTF-8"}
+		for k, val := range v.Headers {
+			headers[k] = val
+		}
+		args := append([]string{"webhook", "verify", "-p", v.Provider, "--request-file", "-", "--at", fmt.Sprint(v.VerifyAt)}, keys...)
+		if v.Provider == "sns" {
+			var m map[string]any
+			json.Unmarshal([]byte(body), &m)
+			body = strings.Replace(body, m["SigningCertURL"].(string), ks.URL+"/sns.pem", 1)
+		} else {
+			headers["PAYPAL-CERT-URL"] = ks.URL + "/paypal.pem"
+			args = append(args, "--webhook-id", "8PT597110X687430LKGECATA")
+		}
+		var raw strings.Builder
+		fmt.Fprintf(&raw, "POST /hook HTTP/1.1\r\nHost: hooks.example.com\r\n")
+		for k, val := range headers {
+			fmt.Fprintf(&raw, "%s: %s\r\n", k, val)
+		}
+		fmt.Fprintf(&raw, "Content-Length: %d\r\n\r\n%s", len(body), body)
+		out, stderr, code := runCLI(t, nil, []byte(raw.String()), args...)
+		if (code == 0) != (v.Expect == "valid") || !strings.Contains(out, "keys       fetched over HTTPS") {
+			t.Errorf("%s: expect %s, exit %d:\n%s%s", v.Name, v.Expect, code, out, stderr)
+		}
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("only %d SNS and PayPal vectors", n)
+	}
+
+	// Off the allowlist: refused before any request, and explained.
+	before := ks.Total()
+	body, certURL := snsVector(t)
+	evil := strings.Replace(body, certURL, "https://attacker.example.com/SimpleNotificationService-1.pem", 1)
+	raw := fmt.Sprintf("POST /hook HTTP/1.1\r\nHost: hooks.example.com\r\nContent-Length: %d\r\n\r\n%s", len(evil), evil)
+	out, _, code := runCLI(t, nil, []byte(raw), append([]string{"webhook", "verify", "-p", "sns", "--request-file", "-"}, keys...)...)
+	if code != 1 || !strings.Contains(out, "result: signature_malformed") || !strings.Contains(out, "not one of the provider's hosts") || !strings.Contains(out, "✗ keys") {
+		t.Fatalf("off the allowlist: exit %d\n%s", code, out)
+	}
+	if ks.Total() != before {
+		t.Fatal("the key server was asked for a URL off the allowlist")
 	}
 }

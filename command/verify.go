@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/webhookauth/caddy-webhookauth/store"
 	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
@@ -40,6 +41,10 @@ printed. Exits 0 when the request verifies, 1 otherwise.
 The handler is a provider preset with secrets from the environment
 (--secret-env, repeatable for a rotation), or a webhook_auth block as
 written in a Caddyfile (--config-file; {env.*} placeholders resolve).
+For sns, paypal and pubsub the keys are fetched from the provider's own
+hosts, as the gate fetches them (--topic-arn, --webhook-id, --audience
+give what the endpoint is configured with); an SNS subscription is never
+confirmed.
 
 The request is a raw HTTP/1.1 request (--request-file, "-" for standard
 input; https is assumed for its URL unless --url says otherwise), or its
@@ -57,6 +62,13 @@ parts: --url, --method, --header and --body-file.`,
 	f.String("method", http.MethodPost, "the request's method")
 	f.String("url", "", "the URL the sender addressed (default with --request-file: https:// and its Host and target)")
 	f.String("at", "", "verify as if it were this time, Unix seconds or RFC 3339 (default: now), for a capture older than the replay window")
+	f.StringArray("topic-arn", nil, "sns: a topic ARN the endpoint accepts (repeatable)")
+	f.String("webhook-id", "", "paypal: the webhook id the endpoint is configured with")
+	f.String("audience", "", "pubsub: the audience the endpoint is configured with")
+	f.String("service-account", "", "pubsub: the only service account accepted")
+	f.StringArray("keys-host", nil, "sns, paypal, pubsub: sender=host, a host the sender's keys may come from instead of the provider's (repeatable; testing with a key server of your own)")
+	f.StringArray("keys-root-ca", nil, "sns, paypal, pubsub: a PEM file of roots replacing the system's for the key servers and certificates (testing)")
+	f.String("keys-jwks-url", "", "pubsub: the key set's URL instead of Google's (testing)")
 	runCheck(cmd, "the request does not verify", func(c *cobra.Command, fl caddycmd.Flags, _ []string) (bool, error) {
 		return verify(fl, c.InOrStdin(), c.OutOrStdout())
 	})
@@ -72,6 +84,9 @@ func verify(fl caddycmd.Flags, stdin io.Reader, out io.Writer) (bool, error) {
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
+	if err := useKeys(ctx, fl, h); err != nil {
+		return false, err
+	}
 	enc := zap.NewDevelopmentEncoderConfig()
 	enc.TimeKey, enc.CallerKey, enc.StacktraceKey, enc.NameKey = "", "", "", ""
 	h.UseLogger(zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(out), zap.WarnLevel)))
@@ -168,10 +183,43 @@ func verifyHandler(fl caddycmd.Flags) (*webhookauth.Handler, error) {
 		}
 		h.PublicKeys = append(h.PublicKeys, "{env."+env+"}")
 	}
-	if len(h.Secrets)+len(h.PublicKeys) == 0 {
+	h.TopicARNs, _ = fl.GetStringArray("topic-arn")
+	h.WebhookID, h.Audience, h.ServiceAccount = fl.String("webhook-id"), fl.String("audience"), fl.String("service-account")
+	p, err := webhookauth.LookupPreset(provider)
+	if err != nil {
+		return nil, err
+	}
+	if len(h.Secrets)+len(h.PublicKeys) == 0 && p.Key != webhookauth.KeyFetched {
 		return nil, errors.New("--secret-env or --public-key-env is required with --provider")
 	}
 	return h, nil
+}
+
+// useKeys gives the handler a key source of its own, for the senders
+// whose keys are fetched: the webhook app's, set up from the keys flags.
+// The verify command never confirms an SNS subscription (it would visit
+// the SubscribeURL): it only checks.
+func useKeys(ctx caddy.Context, fl caddycmd.Flags, h *webhookauth.Handler) error {
+	hosts, _ := fl.GetStringArray("keys-host")
+	roots, _ := fl.GetStringArray("keys-root-ca")
+	cfg := &store.KeysConfig{RootCA: roots, JWKSURL: fl.String("keys-jwks-url")}
+	for _, hs := range hosts {
+		sender, host, ok := strings.Cut(hs, "=")
+		if !ok || sender == "" || host == "" {
+			return fmt.Errorf("--keys-host %q: want sender=host, such as sns=keys.example.com:8443", hs)
+		}
+		if cfg.Hosts == nil {
+			cfg.Hosts = map[string][]string{}
+		}
+		cfg.Hosts[sender] = append(cfg.Hosts[sender], host)
+	}
+	app := &store.App{Keys: cfg}
+	if err := app.Provision(ctx); err != nil {
+		return err
+	}
+	h.UseKeySource(app)
+	h.ConfirmSubscription = false
+	return nil
 }
 
 // capturedRequest reads the request from --request-file or the parts'

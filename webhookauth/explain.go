@@ -3,7 +3,6 @@ package webhookauth
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,9 +53,6 @@ func (e *Explanation) Verified() bool {
 // and explains each step. The handler must be provisioned. r's body is
 // read.
 func (h *Handler) Explain(r *http.Request, now time.Time) (*Explanation, error) {
-	if h.fetched != nil {
-		return nil, errors.New(h.label + "'s keys are fetched from the provider: verify explains schemes whose secrets or public keys are configured")
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxBody+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading the body: %w", err)
@@ -65,9 +61,21 @@ func (h *Handler) Explain(r *http.Request, now time.Time) (*Explanation, error) 
 	add := func(name, format string, args ...any) {
 		e.Steps = append(e.Steps, Step{Name: name, Text: fmt.Sprintf(format, args...)})
 	}
-	s := h.verifier.scheme
-	add("scheme", "%s: %s, signature %s; %s", h.label, s.Algorithm, describeSignatureSource(s), describeKeys(h))
-	describeRequest(e, s, r, body, h, now)
+	var s *Scheme
+	if h.fetched != nil {
+		// The checks are the sender's own code (SNS's canonical
+		// string, PayPal's CRC, Pub/Sub's token): the verdict's detail
+		// says which failed.
+		p, _ := LookupPreset(h.label)
+		add("scheme", "%s: %s", h.label, strings.ReplaceAll(p.Summary, "`", ""))
+		add("method", "%s (allowed: %s)", r.Method, h.allow)
+		add("body", "%d bytes, Content-Type %q (limit %d bytes)", len(body), r.Header.Get("Content-Type"), h.maxBody)
+		add("keys", "fetched over HTTPS from the sender's allowlisted hosts only, then cached; the signature is checked with them")
+	} else {
+		s = h.verifier.scheme
+		add("scheme", "%s: %s, signature %s; %s", h.label, s.Algorithm, describeSignatureSource(s), describeKeys(h))
+		describeRequest(e, s, r, body, h, now)
+	}
 
 	// The verdict: the gate's own check, on a copy of the request.
 	v := r.Clone(r.Context())
@@ -89,7 +97,11 @@ func (h *Handler) Explain(r *http.Request, now time.Time) (*Explanation, error) 
 	case d.rej != nil:
 		e.Result, e.Status, e.Detail = string(d.rej.Reason), d.rej.Reason.Status(), d.rej.Detail
 		e.Causes = usualCauses(d.rej.Reason, s)
-		e.markFailed(stepOf(d.rej.Reason))
+		step := stepOf(d.rej.Reason)
+		if s == nil && step != "method" && step != "body" {
+			step = "keys"
+		}
+		e.markFailed(step)
 	case d.handshake:
 		e.Result = resultHandshake
 	default:
@@ -100,6 +112,11 @@ func (h *Handler) Explain(r *http.Request, now time.Time) (*Explanation, error) 
 	}
 	return e, nil
 }
+
+// UseKeySource makes Provision take the keys of the senders whose keys
+// are fetched (sns, paypal, pubsub) from src instead of the webhook app:
+// the verify command, which runs outside a Caddy config, has its own.
+func (h *Handler) UseKeySource(src KeySource) { h.keySource = src }
 
 // UseLogger makes Provision log to l instead of the context's logger:
 // the verify command shows provisioning warnings (a short secret, say)
@@ -330,11 +347,15 @@ func usualCauses(r Reason, s *Scheme) []string {
 			"the secret's encoding: a whsec_ or base64 secret configured raw, or the other way round (secret_encoding)",
 			"the body changed on the way: a proxy or framework re-serialised the JSON, re-encoded the form, changed the charset or added a newline",
 		}
-		if s.signsURL {
+		if s != nil && s.signsURL {
 			c = append(c, "the URL differs from the one the provider signed: http against https, another host or port, a rewritten path or query (see public_url)")
 		}
-		if s.hasTimestamp() {
+		if s != nil && s.hasTimestamp() {
 			c = append(c, "the timestamp header was rewritten after signing")
+		}
+		if s == nil {
+			c = []string{"the message was changed on the way (a proxy re-serialised the JSON, changed the charset or added a newline)",
+				"the message was not signed by the provider (a forgery, or signed with a key the provider does not publish)"}
 		}
 		return c
 	case ReasonSignatureMissing:
@@ -344,6 +365,12 @@ func usualCauses(r Reason, s *Scheme) []string {
 			"the provider has no signing secret configured for this endpoint",
 		}
 	case ReasonSignatureMalformed:
+		if s == nil {
+			return []string{
+				"the key URL is not one of the provider's hosts: a forgery, or (testing) a key server of your own that the keys block does not allow",
+				"the message is not in the provider's shape (a proxy rewrote it, or it comes from another sender)",
+			}
+		}
 		return []string{
 			"the wrong provider preset or signature_format for this sender",
 			"the header was folded, duplicated or truncated on the way",
@@ -358,6 +385,11 @@ func usualCauses(r Reason, s *Scheme) []string {
 		return []string{"the timestamp header is missing or in another format (timestamp_format)"}
 	case ReasonMethodNotAllowed:
 		return []string{"the provider sends another method: set methods"}
+	case ReasonKeyUnavailable:
+		return []string{
+			"this machine cannot reach the provider's key host over HTTPS (an egress firewall, DNS, a proxy)",
+			"the key URL redirects off the allowlist, or serves a certificate for another name or from another root",
+		}
 	case ReasonBodyTooLarge:
 		return []string{"the delivery is larger than max_body"}
 	}
