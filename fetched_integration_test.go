@@ -63,22 +63,9 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 	}
 	// The SNS and PayPal vectors, their key URLs pointed at the key server.
 	n := 0
-	for _, v := range projectVectors(t) {
-		if (v.Provider != "sns" && v.Provider != "paypal") || v.Kind != "delivery" {
-			continue
-		}
-		body, headers := v.Body, map[string]string{}
-		for k, val := range v.Headers {
-			headers[k] = val
-		}
-		if v.Provider == "sns" {
-			var m map[string]any
-			json.Unmarshal([]byte(body), &m)
-			body = strings.Replace(body, m["SigningCertURL"].(string), ks.URL+"/sns.pem", 1)
-		} else {
-			headers["PAYPAL-CERT-URL"] = ks.URL + "/paypal.pem"
-		}
-		code, out := send("/"+v.Provider, body, headers)
+	for _, d := range fetchedDeliveries(t, ks) {
+		v, body := d.vector, d.body
+		code, out := send("/"+v.Provider, body, d.headers)
 		got := be.take()
 		if v.Expect == "valid" {
 			if code != 200 || len(got) != 1 || string(got[0].body) != body {
@@ -230,4 +217,35 @@ func snsVector(t *testing.T) (body, certURL string) {
 		t.Fatal("the SNS vector names no SigningCertURL")
 	}
 	return body, certURL
+}
+
+// fetchedDelivery is an SNS or PayPal delivery vector whose key URL points
+// at the local key server.
+type fetchedDelivery struct {
+	vector
+	body    string
+	headers map[string]string
+}
+
+func fetchedDeliveries(t *testing.T, ks *keyserver.Server) []fetchedDelivery {
+	t.Helper()
+	var out []fetchedDelivery
+	for _, v := range projectVectors(t) {
+		if (v.Provider != "sns" && v.Provider != "paypal") || v.Kind != "delivery" {
+			continue
+		}
+		d := fetchedDelivery{vector: v, body: v.Body, headers: map[string]string{}}
+		for k, val := range v.Headers {
+			d.headers[k] = val
+		}
+		if v.Provider == "sns" {
+			var m map[string]any
+			json.Unmarshal([]byte(d.body), &m)
+			d.body = strings.Replace(d.body, m["SigningCertURL"].(string), ks.URL+"/sns.pem", 1)
+		} else {
+			d.headers["PAYPAL-CERT-URL"] = ks.URL + "/paypal.pem"
+		}
+		out = append(out, d)
+	}
+	return out
 }
