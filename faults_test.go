@@ -40,9 +40,9 @@ type load struct {
 	unanswered []string
 	seq        atomic.Int64
 	name       string // in every delivery id: loads never share one
-	// dialRetries counts requests sent again because their connection
+	// resent counts requests sent again because their connection
 	// was refused, reset or closed with no answer.
-	dialRetries atomic.Int64
+	resent atomic.Int64
 }
 
 // isConnectionDrop reports whether err is the connection failing rather
@@ -91,7 +91,7 @@ func (l *load) send(req *http.Request, forged bool) int {
 		// still queued on the old socket. The sender sends the same
 		// request again, as providers do (dedup makes that safe);
 		// counted and bounded below, never hidden.
-		l.dialRetries.Add(1)
+		l.resent.Add(1)
 		req = req.Clone(req.Context())
 		if req.GetBody != nil {
 			req.Body, _ = req.GetBody()
@@ -187,11 +187,11 @@ func (l *load) finish() []answer {
 			t.Errorf("forgery %s reached the backend %d times", id, n)
 		}
 	}
-	if n := l.dialRetries.Load(); n*1000 > int64(len(l.answers)) {
+	if n := l.resent.Load(); n*1000 > int64(len(l.answers)) {
 		t.Errorf("%d requests had their connection dropped, more than 1 in 1,000", n)
 	}
 	t.Logf("%d answers %v, %d deliveries, %d requests sent again after a dropped connection, slowest answer %s",
-		len(l.answers), codes, len(l.delivered), l.dialRetries.Load(), slowest.Round(time.Millisecond))
+		len(l.answers), codes, len(l.delivered), l.resent.Load(), slowest.Round(time.Millisecond))
 	// The stores' timeouts are 200-500ms: an answer this late is a hang
 	// (a generous bound for a loaded 2-core machine, not a speed test).
 	if slowest > 2*time.Second {

@@ -82,6 +82,9 @@ func verify(fl caddycmd.Flags, stdin io.Reader, out io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// verify only checks: confirming an SNS subscription would visit
+	// its SubscribeURL.
+	h.ConfirmSubscription = false
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := useKeys(ctx, fl, h); err != nil {
@@ -197,8 +200,6 @@ func verifyHandler(fl caddycmd.Flags) (*webhookauth.Handler, error) {
 
 // useKeys gives the handler a key source of its own, for the senders
 // whose keys are fetched: the webhook app's, set up from the keys flags.
-// The verify command never confirms an SNS subscription (it would visit
-// the SubscribeURL): it only checks.
 func useKeys(ctx caddy.Context, fl caddycmd.Flags, h *webhookauth.Handler) error {
 	hosts, _ := fl.GetStringArray("keys-host")
 	roots, _ := fl.GetStringArray("keys-root-ca")
@@ -218,7 +219,6 @@ func useKeys(ctx caddy.Context, fl caddycmd.Flags, h *webhookauth.Handler) error
 		return err
 	}
 	h.UseKeySource(app)
-	h.ConfirmSubscription = false
 	return nil
 }
 

@@ -56,6 +56,13 @@ type scriptCall struct {
 	ctx *deadlineCtx
 }
 
+// recycle returns an answered call to the pool, holding nothing of it.
+func (c *scriptCall) recycle() {
+	clear(c.args[:])
+	c.res = nil
+	scriptCalls.Put(c)
+}
+
 // deadlineCtx is a context that ends at a deadline, like the one
 // context.WithDeadline makes, but reusable: it lives in the pooled call
 // with its timer, so a call that ends in time costs no allocation. go-redis
@@ -196,9 +203,7 @@ func (p *pipeliner) wait(ctx context.Context, timeout time.Duration, c *scriptCa
 		p.mu.Lock()
 		p.direct = false
 		p.mu.Unlock()
-		clear(c.args[:])
-		c.res = nil
-		scriptCalls.Put(c)
+		c.recycle()
 		return res, err
 	}
 	p.queue = append(p.queue, c)
@@ -215,9 +220,7 @@ func (p *pipeliner) wait(ctx context.Context, timeout time.Duration, c *scriptCa
 	select {
 	case <-c.done:
 		res, err := c.res, c.err
-		clear(c.args[:])
-		c.res = nil
-		scriptCalls.Put(c)
+		c.recycle()
 		return res, err
 	case <-ctx.Done():
 		// A flusher may still hold c and will signal into its buffered

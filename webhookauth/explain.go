@@ -58,22 +58,22 @@ func (h *Handler) Explain(r *http.Request, now time.Time) (*Explanation, error) 
 		return nil, fmt.Errorf("reading the body: %w", err)
 	}
 	e := &Explanation{SecretIndex: -1}
-	add := func(name, format string, args ...any) {
-		e.Steps = append(e.Steps, Step{Name: name, Text: fmt.Sprintf(format, args...)})
-	}
 	var s *Scheme
 	if h.fetched != nil {
+		p, _ := LookupPreset(h.label)
+		e.add("scheme", "%s: %s", h.label, strings.ReplaceAll(p.Summary, "`", ""))
+	} else {
+		s = h.verifier.scheme
+		e.add("scheme", "%s: %s, signature %s; %s", h.label, s.Algorithm, describeSignatureSource(s), describeKeys(h))
+	}
+	e.add("method", "%s (allowed: %s)", r.Method, h.allow)
+	e.add("body", "%d bytes, Content-Type %q (limit %d bytes)", len(body), r.Header.Get("Content-Type"), h.maxBody)
+	if s == nil {
 		// The checks are the sender's own code (SNS's canonical
 		// string, PayPal's CRC, Pub/Sub's token): the verdict's detail
 		// says which failed.
-		p, _ := LookupPreset(h.label)
-		add("scheme", "%s: %s", h.label, strings.ReplaceAll(p.Summary, "`", ""))
-		add("method", "%s (allowed: %s)", r.Method, h.allow)
-		add("body", "%d bytes, Content-Type %q (limit %d bytes)", len(body), r.Header.Get("Content-Type"), h.maxBody)
-		add("keys", "fetched over HTTPS from the sender's allowlisted hosts only, then cached; the signature is checked with them")
+		e.add("keys", "fetched over HTTPS from the sender's allowlisted hosts only, then cached; the signature is checked with them")
 	} else {
-		s = h.verifier.scheme
-		add("scheme", "%s: %s, signature %s; %s", h.label, s.Algorithm, describeSignatureSource(s), describeKeys(h))
 		describeRequest(e, s, r, body, h, now)
 	}
 
@@ -123,6 +123,10 @@ func (h *Handler) UseKeySource(src KeySource) { h.keySource = src }
 // as plain lines.
 func (h *Handler) UseLogger(l *zap.Logger) { h.logger = l }
 
+func (e *Explanation) add(name, format string, args ...any) {
+	e.Steps = append(e.Steps, Step{Name: name, Text: fmt.Sprintf(format, args...)})
+}
+
 // markFailed marks the last step named name, or the last step.
 func (e *Explanation) markFailed(name string) {
 	for i := len(e.Steps) - 1; i >= 0; i-- {
@@ -158,45 +162,40 @@ func describeKeys(h *Handler) string {
 	return strconv.Itoa(len(h.verifier.keys)) + " secrets configured (a rotation)"
 }
 
-// describeRequest adds the steps that read the request: method, body,
-// signature, timestamp, delivery id and the signed payload's shape.
+// describeRequest adds the steps that read the request with a scheme of
+// configured keys: signature, timestamp, delivery id and the signed
+// payload's shape.
 func describeRequest(e *Explanation, s *Scheme, r *http.Request, body []byte, h *Handler, now time.Time) {
-	add := func(name, format string, args ...any) {
-		e.Steps = append(e.Steps, Step{Name: name, Text: fmt.Sprintf(format, args...)})
-	}
-	add("method", "%s (allowed: %s)", r.Method, h.allow)
-	add("body", "%d bytes, Content-Type %q (limit %d bytes)", len(body), r.Header.Get("Content-Type"), h.maxBody)
+	st, rej := h.verifier.begin(r, now)
+	defer st.Release()
 	if s.SignatureField == "" {
 		vals := r.Header.Values(s.SignatureHeader)
-		switch len(vals) {
-		case 0:
-			add("signature", "no %s header", s.SignatureHeader)
-		default:
-			st, _ := h.verifier.begin(r, now)
-			n, lens := st.cands.n, make([]string, 0, st.cands.n)
-			for j := 0; j < n; j++ {
+		if len(vals) == 0 {
+			e.add("signature", "no %s header", s.SignatureHeader)
+		} else {
+			lens := make([]string, 0, st.cands.n)
+			for j := 0; j < st.cands.n; j++ {
 				lens = append(lens, strconv.Itoa(st.cands.len[j]))
 			}
-			st.Release()
-			add("signature", "%s: %d value(s), %d byte(s); %d signature(s) parsed, decoded to %s byte(s)", s.SignatureHeader, len(vals), len(strings.Join(vals, ",")), n, strings.Join(lens, ", "))
+			e.add("signature", "%s: %d value(s), %d byte(s); %d signature(s) parsed, decoded to %s byte(s)", s.SignatureHeader, len(vals), len(strings.Join(vals, ",")), st.cands.n, strings.Join(lens, ", "))
 		}
 	} else {
-		add("signature", "read from the body when its signature is checked")
+		e.add("signature", "read from the body when its signature is checked")
 	}
 	if s.hasTimestamp() || s.TimestampField != "" {
 		describeTimestamp(e, s, r, body, h.verifier.tolerance, now)
 	}
 	if s.IDHeader != "" {
 		if id := r.Header.Get(s.IDHeader); id != "" {
-			add("id", "%s: %q", s.IDHeader, id)
+			e.add("id", "%s: %q", s.IDHeader, id)
 		} else {
-			add("id", "no %s header", s.IDHeader)
+			e.add("id", "no %s header", s.IDHeader)
 		}
 	}
 	if s.Payload.Segments != nil {
-		add("payload", "%s", payloadShape(s, r, body, h, now))
+		e.add("payload", "%s", payloadShape(s, st, rej, body))
 	}
-	add("compare", "the signature is computed with each configured key and compared in constant time")
+	e.add("compare", "the signature is computed with each configured key and compared in constant time")
 }
 
 func describeTimestamp(e *Explanation, s *Scheme, r *http.Request, body []byte, tol time.Duration, now time.Time) {
@@ -253,9 +252,7 @@ func describeTimestamp(e *Explanation, s *Scheme, r *http.Request, body []byte, 
 // the template, then each piece's length, literals shown as written. The
 // body's content is never shown; the URL is, since a rewritten URL is a
 // usual cause of a mismatch.
-func payloadShape(s *Scheme, r *http.Request, body []byte, h *Handler, now time.Time) string {
-	st, rej := h.verifier.begin(r, now)
-	defer st.Release()
+func payloadShape(s *Scheme, st *Verification, rej *Rejection, body []byte) string {
 	if rej != nil {
 		return "template " + strconv.Quote(s.Payload.String()) + " (not built: " + rej.Detail + ")"
 	}
