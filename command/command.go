@@ -279,7 +279,7 @@ func sendCommand() *cobra.Command {
 				// answer alone; send again with --id to make a copy.
 				fmt.Fprintf(c.ErrOrStderr(), "delivery id: %s (%s)\n", d.id, d.idHeader)
 			}
-			status, err := d.send(ctx, http.DefaultClient, args[0], extra, c.OutOrStdout())
+			status, err := d.send(ctx, noRedirects, args[0], extra, c.OutOrStdout())
 			if err != nil {
 				return caddy.ExitCodeFailedStartup, err
 			}
@@ -373,7 +373,7 @@ func handshake(fl caddycmd.Flags, target string, timeout time.Duration, out io.W
 		challenge = "the secret itself, not shown"
 	}
 	fmt.Fprintf(out, "  %s %s (challenge: %s)\n", req.Method, redactQuery(req.URL, p.Handshake.TokenParam), challenge)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := noRedirects.Do(req)
 	if err != nil {
 		return false, err
 	}
@@ -528,7 +528,7 @@ func signTo(provider, secret string, body []byte, id string, ts time.Time, targe
 	if err != nil {
 		return nil, err
 	}
-	signsURL := s.Payload.Uses(webhookauth.TokenURL) || s.Payload.Uses(webhookauth.TokenPath)
+	signsURL := s.Payload.Uses(webhookauth.TokenURL) || s.Payload.Uses(webhookauth.TokenBaseURL) || s.Payload.Uses(webhookauth.TokenPath)
 	if signsURL && target == "" {
 		return nil, fmt.Errorf("%s signs the URL a delivery is sent to: give it with --url", p.Name)
 	}
@@ -640,6 +640,14 @@ func (d *delivery) writeHeaders(w io.Writer) error {
 	return err
 }
 
+// noRedirects is the client of send and handshake: a redirect is
+// reported, never followed. Following it would send the signature, a
+// token (GitLab's, Vapi's) or a verify token to wherever the Location
+// points, another host or plain http included; and providers do not
+// follow redirects either, so a test that followed one would pass where
+// the real sender fails.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 // send POSTs the delivery with the extra header fields and writes the
 // status line and the response body to out. It returns the status.
 func (d *delivery) send(ctx context.Context, client *http.Client, url string, extra http.Header, out io.Writer) (int, error) {
@@ -666,6 +674,9 @@ func (d *delivery) send(ctx context.Context, client *http.Client, url string, ex
 	defer resp.Body.Close()
 	if _, err := fmt.Fprintf(out, "%s %s\n", resp.Proto, resp.Status); err != nil {
 		return 0, err
+	}
+	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		fmt.Fprintf(out, "redirected to %s: not followed (a provider does not follow it either; send to that URL if it is right)\n", loc)
 	}
 	if _, err := io.Copy(out, resp.Body); err != nil {
 		return 0, err

@@ -96,7 +96,7 @@ func verify(fl caddycmd.Flags, stdin io.Reader, out io.Writer) (bool, error) {
 	if err := h.Provision(ctx); err != nil {
 		return false, err
 	}
-	r, notes, err := capturedRequest(fl, stdin)
+	r, notes, err := capturedRequest(fl, stdin, h.RedactURL)
 	if err != nil {
 		return false, err
 	}
@@ -110,7 +110,9 @@ func verify(fl caddycmd.Flags, stdin io.Reader, out io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	fmt.Fprintf(out, "verifying %s %s at %s\n", r.Method, requestTarget(r), now.UTC().Format(time.RFC3339))
+	// A URL may carry a secret (Meta's hub.verify_token): printed
+	// with its value replaced.
+	fmt.Fprintf(out, "verifying %s %s at %s\n", r.Method, h.RedactURL(requestTarget(r)), now.UTC().Format(time.RFC3339))
 	for _, n := range notes {
 		fmt.Fprintf(out, "  note: %s\n", n)
 	}
@@ -224,7 +226,7 @@ func useKeys(ctx caddy.Context, fl caddycmd.Flags, h *webhookauth.Handler) error
 
 // capturedRequest reads the request from --request-file or the parts'
 // flags, with notes on what was assumed.
-func capturedRequest(fl caddycmd.Flags, stdin io.Reader) (*http.Request, []string, error) {
+func capturedRequest(fl caddycmd.Flags, stdin io.Reader, redact func(string) string) (*http.Request, []string, error) {
 	var notes []string
 	rawURL := fl.String("url")
 	file := fl.String("request-file")
@@ -264,7 +266,7 @@ func capturedRequest(fl caddycmd.Flags, stdin io.Reader) (*http.Request, []strin
 		r.ContentLength = int64(len(body))
 		if rawURL == "" {
 			rawURL = "https://" + r.Host + r.RequestURI
-			notes = append(notes, "the sender is assumed to have addressed "+rawURL+" (--url to change)")
+			notes = append(notes, "the sender is assumed to have addressed "+redact(rawURL)+" (--url to change)")
 		}
 		return r, notes, setURL(r, rawURL)
 	}

@@ -285,6 +285,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 		ce.Write(zap.String("limiter", h.label), zap.String("client_ip", clientIP), zap.Int64("retry_after", retryAfter), suppressed)
 	}
+	gate.CloseUnread(w, r)
 	return gate.Respond(w, rateLimited, h.OnReject)
 }
 
@@ -339,6 +340,7 @@ func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, next caddy
 		return next.ServeHTTP(w, r)
 	}
 	repl.Set("http.webhook.result", string(gate.ReasonStoreUnavailable))
+	gate.CloseUnread(w, r)
 	return gate.Respond(w, gate.StoreUnavailable("the rate limit store is unavailable; retry shortly"), h.OnReject)
 }
 

@@ -274,6 +274,8 @@ func payloadShape(s *Scheme, st *Verification, rej *Rejection, body []byte) stri
 			parts = append(parts, strconv.Quote(seg.Text))
 		case TokenURL:
 			parts = append(parts, fmt.Sprintf("url %q (%d bytes)", st.values.url, n))
+		case TokenBaseURL:
+			parts = append(parts, fmt.Sprintf("base url %q (%d bytes)", baseURL(st.values.url), n))
 		case TokenMethod:
 			parts = append(parts, fmt.Sprintf("method %q", st.values.method))
 		case TokenPath:

@@ -40,6 +40,8 @@ type KeyPolicy struct {
 type fetchedScheme interface {
 	begin(r *http.Request) *Rejection
 	verify(ctx context.Context, r *http.Request, body []byte, now time.Time) (id, event string, rej *Rejection)
+	// idSigned: the id verify returns is covered by the signature.
+	idSigned() bool
 }
 
 // fetchedSettings are the handler's settings for these senders.
@@ -85,7 +87,9 @@ func (h *Handler) provisionFetched(ctx interface {
 	set := fetchedSettings{keys: keys, policy: policy, tolerance: tolerance}
 	switch p.Name {
 	case "sns":
-		h.fetched = &snsScheme{fetchedSettings: set, topics: h.TopicARNs, confirm: h.ConfirmSubscription}
+		// Report mode changes nothing a sender sees: the confirmation
+		// goes to the backend like any delivery.
+		h.fetched = &snsScheme{fetchedSettings: set, topics: h.TopicARNs, confirm: h.ConfirmSubscription && h.Mode != ModeReport}
 	case "paypal":
 		h.fetched = &paypalScheme{fetchedSettings: set, webhookID: h.WebhookID}
 	case "pubsub":

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -148,10 +149,11 @@ type Handler struct {
 	VerifyToken string `json:"verify_token,omitempty"`
 
 	// For the senders whose keys are fetched (see KeyFetched):
-	// TopicARNs, when set, are the only SNS topics accepted; WebhookID is
-	// PayPal's webhook id, which its signature covers; Audience is the
-	// audience Pub/Sub's tokens must be for, and ServiceAccount, when
-	// set, the service account they must be issued to.
+	// TopicARNs are the only SNS topics accepted (required; "*" accepts
+	// any account's topics); WebhookID is PayPal's webhook id, which its
+	// signature covers; Audience is the audience Pub/Sub's tokens must be
+	// for, and ServiceAccount the service account they must be issued to
+	// (required; "*" accepts a token of any Google account).
 	TopicARNs []string `json:"topic_arns,omitempty"`
 	// ConfirmSubscription: the gate confirms an SNS subscription itself,
 	// once the SubscriptionConfirmation verifies, by visiting its
@@ -346,10 +348,23 @@ func (h *Handler) validateFetched(p Preset) error {
 		if h.WebhookID != "" || h.Audience != "" || h.ServiceAccount != "" {
 			return fmt.Errorf("webhook_auth sns: takes 'topic_arn' and 'confirm_subscription' only")
 		}
+		// Any AWS account can point a topic at the endpoint, and SNS
+		// signs its messages all the same: which topics are accepted
+		// must be said, '*' for any.
+		if len(h.TopicARNs) == 0 {
+			return fmt.Errorf("webhook_auth sns: 'topic_arn' is required: the ARN of each topic this endpoint accepts (arn:aws:sns:<region>:<account>:<topic>), or '*' to accept any AWS account's topics")
+		}
+		anyTopic := slices.Contains(h.TopicARNs, "*")
+		if anyTopic && len(h.TopicARNs) > 1 {
+			return fmt.Errorf("webhook_auth sns: topic_arn '*' accepts every topic: list ARNs or '*', not both")
+		}
 		for _, arn := range h.TopicARNs {
-			if !strings.HasPrefix(arn, "arn:") {
+			if arn != "*" && !strings.HasPrefix(arn, "arn:") {
 				return fmt.Errorf("webhook_auth sns: topic_arn %q is not an ARN (arn:aws:sns:<region>:<account>:<topic>)", arn)
 			}
+		}
+		if h.ConfirmSubscription && anyTopic {
+			return fmt.Errorf("webhook_auth sns: 'confirm_subscription' needs the topics listed in 'topic_arn', not '*': the gate would confirm a subscription to any account's topic")
 		}
 	case "paypal", "pubsub":
 		if h.ConfirmSubscription {
@@ -370,6 +385,11 @@ func (h *Handler) validateFetched(p Preset) error {
 		}
 		if len(h.TopicARNs) > 0 || h.WebhookID != "" {
 			return fmt.Errorf("webhook_auth pubsub: takes 'audience' and 'service_account' only")
+		}
+		// Any Google Cloud user can mint a token for any audience:
+		// whose tokens are accepted must be said, '*' for anyone's.
+		if h.ServiceAccount == "" {
+			return fmt.Errorf("webhook_auth pubsub: 'service_account' is required: the email of the service account the push subscription authenticates as, or '*' to accept a token of any Google account for this audience")
 		}
 	}
 	return nil
@@ -623,6 +643,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d.rej == nil && !d.handshake && h.dedup != nil && h.Mode != ModeReport {
 		h.claim(r, repl, &d)
 	}
+	if d.verified && h.echo != "" {
+		// The sender wants its header back on every answer to a
+		// delivery it signed (Adobe Sign's client id): passed on,
+		// duplicate, in flight, stored. Set before the backend writes,
+		// which may override it.
+		if v := r.Header.Get(h.echo); v != "" {
+			w.Header().Set(h.echo, v)
+		}
+	}
 
 	switch {
 	case d.rej != nil:
@@ -643,6 +672,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch {
 	case d.rej != nil && h.Mode != ModeReport:
 		gate.SetRefused(r.Context(), d.rej.Reason)
+		if d.body == nil || d.body.rest != nil {
+			// Refused before the whole body was read.
+			gate.CloseUnread(w, r)
+		}
 		if h.bare && h.OnReject != gate.OnRejectError {
 			for name, values := range d.rej.Header {
 				w.Header()[name] = values
@@ -671,13 +704,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // passOn readies a request that goes on to the next handler.
 func (h *Handler) passOn(w http.ResponseWriter, r *http.Request) {
-	if h.echo != "" {
-		// The sender wants its header back on the answer (Adobe Sign's
-		// client id); set before the backend writes, which may override.
-		if v := r.Header.Get(h.echo); v != "" {
-			w.Header().Set(h.echo, v)
-		}
-	}
 	if h.stripSig {
 		r.Header.Del(h.verifier.scheme.SignatureHeader)
 	}
@@ -705,6 +731,8 @@ type delivery struct {
 	key       []byte
 	// confirmed: the gate confirmed an SNS subscription itself.
 	confirmed bool
+	// verified: the signature checked out (whatever came after it).
+	verified bool
 	// With dedup: claimed is true when this request holds the claim
 	// (under token), duplicate when the delivery was already delivered.
 	claimed, duplicate bool
@@ -720,9 +748,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		}
 	}
 	if !h.methodAllowed(r.Method) && !(h.hs != nil && h.hs.mayBeSigned(r)) {
-		rej := reject(ReasonMethodNotAllowed, "the method "+strconv.Quote(r.Method)+" is not allowed here")
-		rej.SetHeader("Allow", h.allow)
-		d.rej = rej
+		d.rej = h.methodRejection(r.Method)
 		return
 	}
 	if r.ContentLength > h.maxBody {
@@ -792,6 +818,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		h.metrics.secrets[idx].Inc()
 	}
 	repl.Set("http.webhook.secret_index", idx)
+	d.verified = true
 	if h.hs != nil && h.hs.Signed {
 		if c, ok := h.hs.matchVerified(r, d.body.buf); ok {
 			d.handshake, d.challenge = true, c
@@ -801,7 +828,15 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 			return
 		}
 	}
+	if !h.methodAllowed(r.Method) {
+		// Let in only as a possible signed handshake (Okta's GET), it
+		// turned out not to be one in its documented shape: the
+		// methods setting applies, as to any delivery.
+		d.rej = h.methodRejection(r.Method)
+		return
+	}
 	d.id = ver.ID
+	idSigned := ver.v.scheme.idHeaderSigned()
 	if h.idField != "" && d.id == "" {
 		if bodyID, ok := bodyString(d.body.buf, h.idField); ok {
 			if len(bodyID) > MaxDeliveryIDLength {
@@ -809,6 +844,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 				return
 			}
 			d.id = bodyID
+			idSigned = ver.v.scheme.coversBody()
 			repl.Set("http.webhook.id", d.id)
 		}
 	}
@@ -818,13 +854,17 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		}
 	}
 	if h.dedup != nil {
+		// See dedupkey.go: only what the signature covers decides that
+		// two requests are one delivery.
 		switch mac := ver.MAC(); {
+		case d.id != "" && idSigned:
+			d.dedupKey = signedIDKey(d.id)
 		case d.id != "":
-			d.dedupKey = "i" + d.id
+			d.dedupKey = unsignedIDKey(d.id, d.body.buf)
 		case mac != nil:
 			// No delivery id: the MAC that matched identifies the
 			// signed payload, whatever the header's spelling.
-			d.dedupKey = "m" + string(mac)
+			d.dedupKey = keyMAC + string(mac)
 		}
 	}
 }
@@ -858,6 +898,13 @@ func setReadDeadline(w http.ResponseWriter, t time.Time) bool {
 	}
 }
 
+// methodRejection is the 405 for a method outside Methods, with Allow.
+func (h *Handler) methodRejection(method string) *Rejection {
+	rej := reject(ReasonMethodNotAllowed, "the method "+strconv.Quote(method)+" is not allowed here")
+	rej.SetHeader("Allow", h.allow)
+	return rej
+}
+
 func (h *Handler) methodAllowed(m string) bool {
 	for _, allowed := range h.Methods {
 		if m == allowed {
@@ -886,12 +933,26 @@ func (h *Handler) logRejection(r *http.Request, repl *caddy.Replacer, rej *Rejec
 		zap.String("id", id),
 		zap.String("client_ip", clientIP),
 		zap.String("method", r.Method),
-		zap.String("uri", r.RequestURI),
+		zap.String("uri", gate.RedactQuery(r.RequestURI, h.secretParams())),
 		zap.String("secret_index", secretIndex),
 		zap.Bool("report_only", h.Mode == ModeReport),
 		suppressed,
 	)
 }
+
+// secretParams are the query parameters that carry a secret for this
+// handler (Meta's hub.verify_token): never logged.
+func (h *Handler) secretParams() []string {
+	if h.hs == nil || h.hs.TokenParam == "" {
+		return nil
+	}
+	return []string{h.hs.TokenParam}
+}
+
+// RedactURL returns a URL or request target with the values of the query
+// parameters that carry a secret for this handler replaced (the verify
+// command prints URLs).
+func (h *Handler) RedactURL(u string) string { return gate.RedactQuery(u, h.secretParams()) }
 
 // Interface guards
 var (
@@ -923,11 +984,16 @@ func (h *Handler) checkFetched(w http.ResponseWriter, r *http.Request, repl *cad
 		d.rej = deliveryIDTooLong
 		return
 	}
+	d.verified = true
 	if id != "" {
 		d.id = id
 		repl.Set("http.webhook.id", id)
 		if h.dedup != nil {
-			d.dedupKey = "i" + id
+			if h.fetched.idSigned() {
+				d.dedupKey = signedIDKey(id)
+			} else {
+				d.dedupKey = unsignedIDKey(id, d.body.buf)
+			}
 		}
 	}
 	if ev != "" {

@@ -157,9 +157,11 @@ type unsignedMatch struct {
 // matchUnsigned reports whether r is the handshake in its exact
 // documented shape: the method, no body, and only the documented query
 // parameters, each once, the challenge within its alphabet and length.
+// Any body means it is not: one declared, or one whose length is unknown
+// (chunked on HTTP/1.1, an HTTP/2 stream left open), whatever the method.
 func (hs *Handshake) matchUnsigned(r *http.Request) (unsignedMatch, bool) {
 	var m unsignedMatch
-	if hs.Signed || r.Method != hs.Method || r.ContentLength > 0 || r.URL == nil {
+	if hs.Signed || r.Method != hs.Method || hasBody(r) || r.URL == nil {
 		return m, false
 	}
 	if hs.Answer == AnswerEmpty {
@@ -215,6 +217,13 @@ func (hs *Handshake) matchUnsigned(r *http.Request) (unsignedMatch, bool) {
 		return m, false
 	}
 	return m, hs.challengeOK(m.challenge)
+}
+
+// hasBody reports whether r carries a body or may: a declared length
+// other than zero, or an unknown one (-1, chunked), or a
+// Transfer-Encoding at all.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 || len(r.TransferEncoding) > 0
 }
 
 // fixedValue returns the value the fixed parameter name must have.

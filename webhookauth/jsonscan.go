@@ -176,8 +176,11 @@ func appendScalar(dst, val []byte) ([]byte, bool) {
 }
 
 // appendUnquote appends the text of the JSON string quoted (with its
-// quotes), as encoding/json decodes it: escapes resolved, and bytes that
-// are not UTF-8 and lone surrogates replaced by U+FFFD.
+// quotes), escapes resolved. It refuses (false) a string with bytes that
+// are not UTF-8 or a lone surrogate escape: readers disagree on those
+// (encoding/json writes U+FFFD, JavaScript keeps the lone surrogate,
+// Python refuses the document), so a value the gate verified or keys on
+// must not contain them.
 func appendUnquote(dst, quoted []byte) ([]byte, bool) {
 	if len(quoted) < 2 || quoted[0] != '"' || quoted[len(quoted)-1] != '"' {
 		return dst, false
@@ -212,7 +215,10 @@ func appendUnquote(dst, quoted []byte) ([]byte, bool) {
 			i++
 		default:
 			r, n := utf8.DecodeRune(s[i:])
-			dst = utf8.AppendRune(dst, r) // RuneError for invalid bytes
+			if r == utf8.RuneError && n == 1 {
+				return dst, false
+			}
+			dst = append(dst, s[i:i+n]...)
 			i += n
 		}
 	}
@@ -239,7 +245,8 @@ func simpleEscape(e byte) (byte, bool) {
 }
 
 // unquoteRune decodes the \uXXXX escape (or surrogate pair) at the start
-// of s and returns the rune and the bytes it took; 0 bytes if malformed.
+// of s and returns the rune and the bytes it took; 0 bytes if malformed
+// or a lone surrogate.
 func unquoteRune(s []byte) (rune, int) {
 	r := hex4(s)
 	if r < 0 {
@@ -253,7 +260,7 @@ func unquoteRune(s []byte) (rune, int) {
 			return dec, 12
 		}
 	}
-	return unicode.ReplacementChar, 6
+	return 0, 0
 }
 
 // hex4 reads "\uXXXX" at the start of s; -1 if it is not there.

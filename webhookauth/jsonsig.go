@@ -25,6 +25,10 @@ func (st *Verification) finishJSON(body []byte) (int, *Rejection) {
 	}
 	first, items := -1, 0
 	var rej *Rejection
+	// Dedup keys on the MAC (MAC()): with several items, on a digest of
+	// every item's MAC in order, so that a batch that shares one item
+	// with an earlier batch is not taken for it.
+	all := false
 	res := jsonEach(body, s.SignatureItems, func(item []byte) bool {
 		items++
 		var i int
@@ -34,8 +38,24 @@ func (st *Verification) finishJSON(body []byte) (int, *Rejection) {
 		if first < 0 {
 			first = i
 		}
+		if items == 2 {
+			all = true
+			if st.items == nil {
+				st.items = sha256.New()
+			}
+			st.items.Reset()
+			st.items.Write(st.first[:s.macSize])
+		}
+		if items >= 2 {
+			st.items.Write(st.sum[:s.macSize])
+		} else {
+			st.first = st.sum
+		}
 		return true
 	})
+	if all && rej == nil {
+		st.items.Sum(st.sum[:0])
+	}
 	switch {
 	case rej != nil:
 		return -1, rej

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"hash/crc32"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 )
 
@@ -36,6 +36,9 @@ const (
 )
 
 const paypalCertMaxTTL = 24 * time.Hour
+
+// paypalKeySpace is where PayPal's certificates are cached.
+const paypalKeySpace = "paypal/certificate"
 
 func (s *paypalScheme) begin(r *http.Request) *Rejection {
 	for _, name := range []string{paypalID, paypalTime, paypalSig, paypalCertURL} {
@@ -65,21 +68,26 @@ func (s *paypalScheme) verify(ctx context.Context, r *http.Request, body []byte,
 	if u, err := url.Parse(certURL); err != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", "", reject(ReasonSignatureMalformed, "the PAYPAL-CERT-URL is not a plain HTTPS URL")
 	}
-	v, err := s.keys.Get(ctx, certURL, s.policy.Hosts, keyfetch.Certificate(s.keys.Roots(), s.policy.CertNames, paypalCertMaxTTL))
+	v, err := s.keys.Get(ctx, paypalKeySpace, certURL, s.policy.Hosts, keyfetch.Certificate(s.keys.Roots(), s.policy.CertNames, paypalCertMaxTTL))
 	if err != nil {
 		return "", "", keyRejection(err, "PAYPAL-CERT-URL")
 	}
-	pub := v.(*x509.Certificate).PublicKey.(*rsa.PublicKey)
+	pub, ok := certRSAKey(v)
+	if !ok {
+		return "", "", gate.KeyUnavailable("the PAYPAL-CERT-URL does not hold an RSA certificate")
+	}
 	digest := sha256.Sum256(paypalSigned(id, ts, s.webhookID, body))
 	if rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) != nil {
 		return "", "", signatureMismatch
 	}
+	s.keys.Vouch(paypalKeySpace, certURL)
+	// The delivery is identified by what the signature covers: the
+	// transmission id. The body's event id is the sender's choice as far
+	// as the signature goes (its CRC32 can be forced), so keying dedup on
+	// it would let one captured delivery carry any number of new bodies;
+	// a second body under one transmission id is a replay.
 	ev, _ := bodyString(body, "event_type")
-	bodyID, ok := bodyString(body, "id")
-	if !ok {
-		bodyID = id
-	}
-	return bodyID, ev, nil
+	return id, ev, nil
 }
 
 // paypalSigned is the string PayPal signs.
@@ -93,3 +101,6 @@ func paypalSigned(id, ts, webhookID string, body []byte) []byte {
 	b = append(b, '|')
 	return strconv.AppendUint(b, uint64(crc32.ChecksumIEEE(body)), 10)
 }
+
+// idSigned: see fetchedScheme.
+func (*paypalScheme) idSigned() bool { return true }

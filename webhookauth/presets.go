@@ -540,9 +540,11 @@ var corePresets = []Preset{
 			Hosts:     keyfetch.Allowlist{"api.paypal.com", "api-m.paypal.com", "api.sandbox.paypal.com", "api-m.sandbox.paypal.com"},
 			CertNames: keyfetch.Allowlist{"messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com"},
 		},
-		IDField:    "id",
+		// PayPal documents no window; each transmission (a retry too)
+		// carries its own id and time, so 5 minutes, as for the others.
+		Tolerance:  5 * time.Minute,
 		EventField: "event_type",
-		Unsigned:   "the body is covered only by its CRC32, which is not collision-resistant: an attacker who captured a delivery could craft another body with the same CRC32 and replay the headers; keep `dedup` on (it keys on the event `id`) and the endpoint on HTTPS",
+		Unsigned:   "the body is covered only by its CRC32, which is not collision-resistant: an attacker who captured a delivery could craft another body with the same CRC32 and replay the headers within the window; keep `dedup` on (it keys on the signed `PAYPAL-TRANSMISSION-ID`, so a second body under one transmission is a duplicate) and the endpoint on HTTPS",
 	},
 	{
 		Name:        "pubsub",
@@ -557,7 +559,7 @@ var corePresets = []Preset{
 		},
 		Tolerance: 5 * time.Minute,
 		IDField:   "message.messageId",
-		Unsigned:  "**the body**: the token proves who sent the request, not what it carries, and stays valid for up to an hour; keep the endpoint on HTTPS and `dedup` on (it keys on `message.messageId`)",
+		Unsigned:  "**the body**: the token proves who sent the request, not what it carries, and stays valid for up to an hour; keep the endpoint on HTTPS and `dedup` on (it keys on the unsigned `message.messageId` together with a digest of the body, so a retry is absorbed and no one can claim a message id for a body they do not have)",
 	},
 }
 
@@ -767,6 +769,20 @@ func LogFilter() string {
 			seen[h] = true
 			b.WriteString("\t\trequest>headers>" + h + " delete\n")
 		}
+	}
+	// Query parameters that carry a secret (Meta's hub.verify_token).
+	var params []string
+	for _, p := range catalogue {
+		if hs := p.Handshake; hs != nil && hs.TokenParam != "" && !slices.Contains(params, hs.TokenParam) {
+			params = append(params, hs.TokenParam)
+		}
+	}
+	if len(params) > 0 {
+		b.WriteString("\t\trequest>uri query {\n")
+		for _, name := range params {
+			b.WriteString("\t\t\treplace " + name + " REDACTED\n")
+		}
+		b.WriteString("\t\t}\n")
 	}
 	b.WriteString("\t\twrap json\n\t}\n}\n```\n")
 	return b.String()

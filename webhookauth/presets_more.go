@@ -242,7 +242,7 @@ var morePresets = []Preset{
 	},
 	{
 		Name:       "telnyx",
-		Summary:    "`telnyx-signature-ed25519: <base64 Ed25519 signature over telnyx-timestamp + \"/\" + body>, verified with the account public key` (base64 raw 32 bytes)",
+		Summary:    "`telnyx-signature-ed25519: <base64 Ed25519 signature over telnyx-timestamp, a vertical bar and the body>, verified with the account public key` (base64 raw 32 bytes)",
 		DocURL:     "https://developers.telnyx.com/docs/development/api-fundamentals/webhooks",
 		Key:        KeyPublic,
 		IDField:    "data.id",
@@ -630,9 +630,13 @@ var morePresets = []Preset{
 			SignaturePrefix: prefix(""),
 			Algorithm:       AlgorithmHMACSHA256,
 			Encoding:        EncodingBase64,
-			SignedPayload:   "{url}{header.X-Plivo-Signature-V2-Nonce}",
+			// plivo@4.79.0's validateSignature rebuilds the URL as
+			// scheme, host (and port, as given) and path: the query
+			// and fragment are not signed.
+			SignedPayload:   "{base_url}{header.X-Plivo-Signature-V2-Nonce}",
+			URLPortVariants: true,
 		},
-		Unsigned: "**the body**: V2 signs only the URL and the nonce, so every form parameter can be changed and a captured nonce and signature replayed with any body, forever. Plivo signs the URL without its query: use POST callbacks to a URL without a query (the gate signs `{url}` with the query, and refuses a mismatch)",
+		Unsigned: "**the body** and **the URL's query**: V2 signs only the base URL (scheme, host, path) and the nonce, so every form parameter and query parameter can be changed and a captured nonce and signature replayed with any body, forever",
 	},
 	{
 		Name:    "pusher",

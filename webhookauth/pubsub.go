@@ -11,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 )
 
@@ -38,6 +39,9 @@ var googleIssuers = []string{"accounts.google.com", "https://accounts.google.com
 const maxJWTLength = 8 << 10
 
 const jwksMaxTTL = 24 * time.Hour
+
+// pubsubKeySpace is where Google's key set is cached.
+const pubsubKeySpace = "pubsub/jwks"
 
 func (s *pubsubScheme) begin(r *http.Request) *Rejection {
 	vals := r.Header["Authorization"]
@@ -81,6 +85,7 @@ func (s *pubsubScheme) verify(ctx context.Context, r *http.Request, body []byte,
 	if err := tok.Claims(pub, &claims, &extra); err != nil {
 		return "", "", reject(ReasonSignatureInvalid, "the token's signature does not verify with the Google key it names")
 	}
+	s.keys.Vouch(pubsubKeySpace, s.policy.JWKSURL)
 	if !slices.Contains(googleIssuers, claims.Issuer) {
 		return "", "", reject(ReasonSignatureInvalid, "the token is not issued by accounts.google.com")
 	}
@@ -94,7 +99,7 @@ func (s *pubsubScheme) verify(ctx context.Context, r *http.Request, body []byte,
 	if err := claims.ValidateWithLeeway(jwt.Expected{Time: now}, leeway); err != nil {
 		return "", "", reject(ReasonTimestampOutOfWindow, "the token is expired or not yet valid")
 	}
-	if s.account != "" && (extra.Email != s.account || !extra.EmailVerified) {
+	if s.account != "*" && (extra.Email != s.account || !extra.EmailVerified) {
 		return "", "", reject(ReasonSignatureInvalid, "the token is for another service account, or its email is not verified")
 	}
 	id, _ := bodyString(body, "message.messageId")
@@ -106,14 +111,21 @@ func (s *pubsubScheme) verify(ctx context.Context, r *http.Request, body []byte,
 // again, at most once a minute.
 func (s *pubsubScheme) key(ctx context.Context, kid string) (*rsa.PublicKey, *Rejection) {
 	parse := keyfetch.JWKS(jwksMaxTTL)
-	for _, get := range []func(context.Context, string, keyfetch.Allowlist, keyfetch.Parser) (any, error){s.keys.Get, s.keys.Refresh} {
-		v, err := get(ctx, s.policy.JWKSURL, s.policy.Hosts, parse)
+	for _, get := range []func(context.Context, string, string, keyfetch.Allowlist, keyfetch.Parser) (any, error){s.keys.Get, s.keys.Refresh} {
+		v, err := get(ctx, pubsubKeySpace, s.policy.JWKSURL, s.policy.Hosts, parse)
 		if err != nil {
 			return nil, keyRejection(err, "JWKS URL")
 		}
-		if pub, ok := v.(map[string]*rsa.PublicKey)[kid]; ok {
+		set, ok := v.(map[string]*rsa.PublicKey)
+		if !ok {
+			return nil, gate.KeyUnavailable("the JWKS URL does not hold a key set")
+		}
+		if pub, ok := set[kid]; ok {
 			return pub, nil
 		}
 	}
 	return nil, reject(ReasonSignatureInvalid, "the token names a key Google does not publish")
 }
+
+// idSigned: see fetchedScheme.
+func (*pubsubScheme) idSigned() bool { return false }

@@ -382,7 +382,7 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 			s.signedHeaders = append(s.signedHeaders, seg.Text)
 		}
 	}
-	s.signsID, s.signsURL, s.signsForm = s.Payload.Uses(TokenID), s.Payload.Uses(TokenURL), s.Payload.Uses(TokenForm)
+	s.signsID, s.signsURL, s.signsForm = s.Payload.Uses(TokenID), s.Payload.Uses(TokenURL) || s.Payload.Uses(TokenBaseURL), s.Payload.Uses(TokenForm)
 	s.signsPath = s.Payload.Uses(TokenPath)
 	for i, seg := range s.Payload.Segments {
 		switch seg.Kind {
@@ -404,8 +404,11 @@ func (c SchemeConfig) Compile() (*Scheme, error) {
 			return nil, fmt.Errorf("public_url %q must be a scheme and host (and port), such as https://hooks.example.com", c.PublicURL)
 		}
 	}
-	if (s.PublicURL != "" || s.BodyHashQuery != "") && !s.Payload.Uses(TokenURL) {
-		return nil, fmt.Errorf("public_url and body_hash_query apply to a signed_payload with {url}")
+	if s.PublicURL != "" && !s.signsURL {
+		return nil, fmt.Errorf("public_url applies to a signed_payload with {url} or {base_url}")
+	}
+	if s.BodyHashQuery != "" && !s.Payload.Uses(TokenURL) {
+		return nil, fmt.Errorf("body_hash_query applies to a signed_payload with {url}")
 	}
 	if s.TimestampField != "" && (s.hasTimestamp() || !(s.Payload.Uses(TokenBody) || s.Payload.usesJSON(s.TimestampField))) {
 		return nil, fmt.Errorf("timestamp_field reads the timestamp from the signed body: it takes no timestamp_header, and the signed_payload must cover {body} or {json:%s}", s.TimestampField)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 )
 
@@ -31,17 +32,71 @@ type snsScheme struct {
 // snsMessage is an SNS delivery. Subject is a pointer: a Notification
 // signs it only when it is present.
 type snsMessage struct {
-	Type             string
-	MessageID        string `json:"MessageId"`
-	Token            string
-	TopicArn         string
-	Subject          *string
-	Message          string
-	Timestamp        string
-	SignatureVersion string
-	Signature        string
-	SigningCertURL   string `json:"SigningCertURL"`
-	SubscribeURL     string `json:"SubscribeURL"`
+	Type, MessageID, Token, TopicArn string
+	Subject                          *string
+	Message, Timestamp               string
+	SignatureVersion, Signature      string
+	SigningCertURL, SubscribeURL     string
+}
+
+// parseSNS reads an SNS message with the strict scanner (jsonscan.go):
+// the body must be one valid JSON object, and every member the gate reads
+// must appear once, spelled exactly, as a string (null counts as absent).
+// A second copy or a case variant ("message" beside "Message") is
+// refused: encoding/json would match either and keep the last, Python and
+// JavaScript only the exact name, so the text the gate verified could
+// differ from the text the backend reads.
+func parseSNS(body []byte) (snsMessage, *Rejection) {
+	var m snsMessage
+	if !json.Valid(body) {
+		return m, reject(ReasonSignatureMalformed, "the body is not an SNS message")
+	}
+	if i := skipSpace(body, 0); i >= len(body) || body[i] != '{' {
+		return m, reject(ReasonSignatureMalformed, "the body is not an SNS message")
+	}
+	var subject string
+	fields := []struct {
+		name string
+		dst  *string
+	}{
+		{"Type", &m.Type}, {"MessageId", &m.MessageID}, {"Token", &m.Token}, {"TopicArn", &m.TopicArn},
+		{"Subject", &subject}, {"Message", &m.Message}, {"Timestamp", &m.Timestamp},
+		{"SignatureVersion", &m.SignatureVersion}, {"Signature", &m.Signature},
+		{"SigningCertURL", &m.SigningCertURL}, {"SubscribeURL", &m.SubscribeURL},
+	}
+	for _, f := range fields {
+		val, res := jsonMember(body, f.name)
+		switch {
+		case res == jsonAmbiguous:
+			return m, reject(ReasonSignatureMalformed, "the body has more than one "+f.name+" member (in some letter case)")
+		case res == jsonMissing || string(val) == "null":
+			continue
+		}
+		text, ok := stringValue(val)
+		if !ok || val[0] != '"' {
+			return m, reject(ReasonSignatureMalformed, "the body's "+f.name+" is not a JSON string in UTF-8")
+		}
+		*f.dst = text
+		if f.name == "Subject" {
+			m.Subject = &subject
+		}
+	}
+	return m, nil
+}
+
+// snsKeySpace is where SNS's certificates are cached: apart from any
+// other sender's keys, even at the same URL.
+const snsKeySpace = "sns/certificate"
+
+// certRSAKey returns the RSA key of a cached certificate; false for
+// anything else (never a panic, whatever a URL served).
+func certRSAKey(v any) (*rsa.PublicKey, bool) {
+	cert, ok := v.(*x509.Certificate)
+	if !ok {
+		return nil, false
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	return pub, ok
 }
 
 // snsCertMaxTTL bounds how long an SNS certificate is cached.
@@ -58,9 +113,9 @@ func (s *snsScheme) begin(r *http.Request) *Rejection {
 }
 
 func (s *snsScheme) verify(ctx context.Context, r *http.Request, body []byte, now time.Time) (string, string, *Rejection) {
-	var m snsMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return "", "", reject(ReasonSignatureMalformed, "the body is not an SNS message")
+	m, rej := parseSNS(body)
+	if rej != nil {
+		return "", "", rej
 	}
 	canonical, ok := snsCanonical(&m)
 	if !ok {
@@ -88,11 +143,14 @@ func (s *snsScheme) verify(ctx context.Context, r *http.Request, body []byte, no
 	if rej := checkTimestampValue(m.Timestamp, time.RFC3339Nano, now, s.tolerance); rej != nil {
 		return "", "", rej
 	}
-	v, err := s.keys.Get(ctx, m.SigningCertURL, s.policy.Hosts, keyfetch.Certificate(s.keys.Roots(), s.policy.CertNames, snsCertMaxTTL))
+	v, err := s.keys.Get(ctx, snsKeySpace, m.SigningCertURL, s.policy.Hosts, keyfetch.Certificate(s.keys.Roots(), s.policy.CertNames, snsCertMaxTTL))
 	if err != nil {
 		return "", "", keyRejection(err, "SigningCertURL")
 	}
-	pub := v.(*x509.Certificate).PublicKey.(*rsa.PublicKey)
+	pub, ok := certRSAKey(v)
+	if !ok {
+		return "", "", gate.KeyUnavailable("the SigningCertURL does not hold an RSA certificate")
+	}
 	var digest []byte
 	if hash == crypto.SHA1 {
 		d := sha1.Sum(canonical)
@@ -104,9 +162,10 @@ func (s *snsScheme) verify(ctx context.Context, r *http.Request, body []byte, no
 	if rsa.VerifyPKCS1v15(pub, hash, digest, sig) != nil {
 		return "", "", signatureMismatch
 	}
+	s.keys.Vouch(snsKeySpace, m.SigningCertURL)
 	// The topic is checked once the message is known to be SNS's, so
 	// that a forgery learns nothing about the allowed topics.
-	if len(s.topics) > 0 && !slices.Contains(s.topics, m.TopicArn) {
+	if !slices.Contains(s.topics, "*") && !slices.Contains(s.topics, m.TopicArn) {
 		return "", "", reject(ReasonSignatureInvalid, "the message is for a topic this endpoint does not accept")
 	}
 	if s.confirm && m.Type == "SubscriptionConfirmation" {
@@ -182,3 +241,6 @@ func checkTimestampValue(ts, layout string, now time.Time, tolerance time.Durati
 	}
 	return nil
 }
+
+// idSigned: see fetchedScheme.
+func (*snsScheme) idSigned() bool { return true }

@@ -35,6 +35,9 @@ const (
 	// TokenEntryJSON writes the value of the entry Text of a list-format
 	// signature header (Hygraph's env=), as a JSON string.
 	TokenEntryJSON
+	// TokenBaseURL is the URL without its query (Plivo's "base URL"):
+	// scheme, host and path.
+	TokenBaseURL
 )
 
 // Segment is one piece of a template: literal text, or a token to fill in
@@ -135,6 +138,8 @@ func ParseTemplate(src string) (Template, error) {
 			seg.Kind = TokenMethod
 		case "url":
 			seg.Kind = TokenURL
+		case "base_url":
+			seg.Kind = TokenBaseURL
 		case "form":
 			seg.Kind = TokenForm
 		case "path":
@@ -161,7 +166,7 @@ func ParseTemplate(src string) (Template, error) {
 			}
 			h, ok := strings.CutPrefix(name, "header.")
 			if !ok || h == "" || strings.ContainsAny(h, "{ \t") {
-				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url}, {path}, {form}, {json:PATH}, {header.NAME}, {signed_headers:NAME}, {body_json} or {entry_json:KEY}; {{ is a literal '{')", src, name)
+				return Template{}, fmt.Errorf("signed_payload %q: unknown token {%s} (want {body}, {id}, {timestamp}, {method}, {url}, {base_url}, {path}, {form}, {json:PATH}, {header.NAME}, {signed_headers:NAME}, {body_json} or {entry_json:KEY}; {{ is a literal '{')", src, name)
 			}
 			seg = Segment{Kind: TokenHeader, Text: http.CanonicalHeaderKey(h)}
 		}
@@ -214,6 +219,8 @@ func (t Template) writeTo(w interface{ Write([]byte) (int, error) }, v *payloadV
 			str(v.method)
 		case TokenURL:
 			str(v.url)
+		case TokenBaseURL:
+			str(baseURL(v.url))
 		case TokenForm:
 			w.Write(v.form)
 		case TokenJSON:
@@ -291,6 +298,15 @@ func appendSignedHeaders(dst []byte, h http.Header, list string) []byte {
 // requestPath is the request's path as sent and, when there is a query,
 // "?" and the query escaped twice, as Contentful's toolkit signs it
 // (encodeURI of the path and querystring.escape of the query).
+// baseURL is u without its query and fragment (and without a '?' that
+// starts an empty query), as Plivo signs it.
+func baseURL(u string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		return u[:i]
+	}
+	return u
+}
+
 func requestPath(r *http.Request) string {
 	p := r.URL.EscapedPath()
 	if r.URL.RawQuery == "" {

@@ -84,7 +84,11 @@ type Verification struct {
 	// sum holds that MAC.
 	matched int
 	sum     [64]byte
-	now     time.Time
+	// first holds the first item's MAC of a multi-item body, and items
+	// digests every item's MAC in order (finishJSON).
+	first [64]byte
+	items hash.Hash
+	now   time.Time
 	// isForm: the body is form-encoded; bodyHash: the hex SHA-256 the
 	// signed URL says the body has (Twilio's bodySHA256), if any.
 	isForm   bool
@@ -470,10 +474,15 @@ func (st *Verification) prepare(body []byte) *Rejection {
 			return bodyHashMismatch
 		}
 	}
-	if s.BodyHashQuery != "" && st.bodyHash == "" && !st.isForm && len(body) > 0 {
-		// Neither the form parameters nor a body hash cover it: a body
-		// nobody signed must not pass as verified.
-		return reject(ReasonSignatureMalformed, "the body is neither form-encoded nor covered by the URL's "+s.BodyHashQuery)
+	if s.signsForm && st.bodyHash == "" && !st.isForm && len(body) > 0 {
+		// The signature covers the body only through its form
+		// parameters ({form}), and this body is not form-encoded (or
+		// says it is not): nothing signed it, so it must not pass as
+		// verified (Twilio, Mandrill, and any generic {form} scheme).
+		if s.BodyHashQuery != "" {
+			return reject(ReasonSignatureMalformed, "the body is neither form-encoded nor covered by the URL's "+s.BodyHashQuery)
+		}
+		return reject(ReasonSignatureMalformed, "the body is not form-encoded (application/x-www-form-urlencoded), and this sender signs only form parameters")
 	}
 	if st.isForm {
 		var ok bool

@@ -66,17 +66,20 @@ func (r Reason) Value() any {
 	return string(r)
 }
 
-// SenderFault reports whether a rejection with this reason is the
-// sender's doing (a missing, malformed or wrong signature, a stale
+// SenderFault reports whether a rejection with this reason is charged to
+// the sender: a missing, malformed or wrong signature, a stale
 // timestamp, a wrong method, an oversized or too slow body, an unusable
-// delivery id) rather than the gate's
-// state (a delivery in flight, a rate limit, a store outage). A limiter in
-// `count rejected` mode charges only these.
+// delivery id, or a key that could not be had (the request named a key
+// URL that answers nothing usable, or the provider's keys are out of
+// reach: either way the delivery failed, and a forger naming missing
+// keys must not get free fetches). Not the gate's own state (a delivery
+// in flight, a rate limit, a store outage). A limiter in `count
+// rejected` mode charges only these.
 func (r Reason) SenderFault() bool {
 	switch r {
 	case ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureInvalid,
 		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge,
-		ReasonBodyTimeout, ReasonDeliveryIDInvalid:
+		ReasonBodyTimeout, ReasonDeliveryIDInvalid, ReasonKeyUnavailable:
 		return true
 	}
 	return false
@@ -272,6 +275,21 @@ func AppendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// CloseUnread makes an HTTP/1 answer close the connection when the
+// request has a body (declared or chunked) that the handler has not read
+// to its end. Otherwise net/http, once the handler returns, reads up to
+// 256 KiB of what is left to keep the connection, under no deadline: a
+// sender trickling a byte a second would hold the goroutine and the
+// connection for days. Call it before the answer is written, on every
+// refusal made before (or instead of) reading the whole body. HTTP/2
+// resets the stream instead, so it is left alone there (a Connection
+// header would shut down every stream of the connection).
+func CloseUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // AsRejection reports whether err carries a Rejection and returns it.

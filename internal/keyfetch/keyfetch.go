@@ -8,8 +8,16 @@
 //     off the list is refused without any network call, and a redirect
 //     is followed only to another allowlisted URL (at most 3);
 //   - bounds each response's size and each fetch's time;
-//   - caches each key by URL, with an expiry (the certificate's validity,
-//     or Cache-Control max-age) and a bounded number of entries;
+//   - caches each key by sender and kind (its space) and canonical URL
+//     (host in lower case, no default port, the path in its one escaped
+//     form; a path with dot segments or empty ones is refused), with an
+//     expiry (the certificate's validity, or Cache-Control max-age) and
+//     a bounded number of entries, of which keys that have verified a
+//     delivery ("vouched") are kept apart from the rest: a flood of
+//     requests naming new URLs churns its own quarter of the cache and
+//     never evicts a key that is in use;
+//   - remembers a failed fetch for a while (NegativeTTL), so forged
+//     requests naming a missing key cost one fetch, not one each;
 //   - coalesces concurrent fetches of one URL into one;
 //   - keeps serving a cached key while a refresh fails, for a bounded
 //     time past its expiry.
@@ -27,6 +35,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +107,10 @@ type Config struct {
 	// MaxStale is how long past its expiry a cached key is still served
 	// while refreshing it fails. Default 24h.
 	MaxStale time.Duration
+	// NegativeTTL is how long a failed fetch is remembered: the URL is
+	// not asked again before (a cached key past its expiry is served
+	// meanwhile, within MaxStale). Default 1m.
+	NegativeTTL time.Duration
 	// Roots replaces the system's trusted roots (tests, private
 	// deployments). Nil: the system's.
 	Roots *x509.CertPool
@@ -116,6 +129,8 @@ type Source struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry
+	// failed holds, per key, until when a failed fetch is remembered.
+	failed map[string]time.Time
 }
 
 type entry struct {
@@ -123,6 +138,8 @@ type entry struct {
 	expires  time.Time
 	used     time.Time
 	lastSync time.Time // the last fetch attempt, for bounded forced refreshes
+	// vouched: the key has verified a delivery (Vouch).
+	vouched bool
 }
 
 // New returns a Source with cfg's bounds.
@@ -139,6 +156,9 @@ func New(cfg Config) *Source {
 	if cfg.MaxStale <= 0 {
 		cfg.MaxStale = 24 * time.Hour
 	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = time.Minute
+	}
 	transport := &http.Transport{
 		TLSClientConfig:       &tls.Config{RootCAs: cfg.Roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   cfg.Timeout,
@@ -154,6 +174,7 @@ func New(cfg Config) *Source {
 		client:  &http.Client{Transport: transport, Timeout: cfg.Timeout},
 		now:     time.Now,
 		entries: map[string]*entry{},
+		failed:  map[string]time.Time{},
 	}
 }
 
@@ -170,31 +191,78 @@ func (s *Source) observe(event string) {
 	}
 }
 
-// Get returns the value cached for rawURL, fetching and parsing it when
-// there is none or it has expired. A URL off allow is ErrNotAllowed
-// (no request made); a fetch that fails with nothing usable cached is
-// *Unavailable.
-func (s *Source) Get(ctx context.Context, rawURL string, allow Allowlist, parse Parser) (any, error) {
-	return s.get(ctx, rawURL, allow, parse, false)
+// Get returns the value cached for rawURL in space (the sender and the
+// kind of key, "sns/cert"), fetching and parsing it when there is none or
+// it has expired. A URL off allow is ErrNotAllowed (no request made); a
+// fetch that fails with nothing usable cached is *Unavailable.
+func (s *Source) Get(ctx context.Context, space, rawURL string, allow Allowlist, parse Parser) (any, error) {
+	return s.get(ctx, space, rawURL, allow, parse, false)
 }
 
 // Refresh is Get, but fetches again even when the cached value has not
 // expired, at most once a minute per URL (a JWKS that lacks a key id may
 // have been rotated since it was cached).
-func (s *Source) Refresh(ctx context.Context, rawURL string, allow Allowlist, parse Parser) (any, error) {
-	return s.get(ctx, rawURL, allow, parse, true)
+func (s *Source) Refresh(ctx context.Context, space, rawURL string, allow Allowlist, parse Parser) (any, error) {
+	return s.get(ctx, space, rawURL, allow, parse, true)
+}
+
+// Vouch marks the key cached for rawURL in space as one that has verified
+// a delivery: it is kept among the vouched keys, which entries that
+// never verified anything cannot evict.
+func (s *Source) Vouch(space, rawURL string) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return
+	}
+	cu, ok := canonical(u)
+	if !ok {
+		return
+	}
+	key := space + " " + cu.String()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[key]
+	if e == nil || e.vouched {
+		return
+	}
+	e.vouched = true
+	if s.count(true) > s.cfg.MaxEntries-s.reserve() {
+		s.evict(true, key)
+	}
 }
 
 // minForcedInterval bounds forced refreshes of one URL.
 const minForcedInterval = time.Minute
 
-func (s *Source) get(ctx context.Context, rawURL string, allow Allowlist, parse Parser, force bool) (any, error) {
+// canonical returns the one spelling of u that is cached and fetched:
+// scheme and host in lower case, no default port, the path in its
+// canonical escaping, no fragment. False for a path with dot segments or
+// empty segments: the key servers serve keys at plain paths, and other
+// spellings of one file would each cost a fetch and a cache entry.
+func canonical(u *url.URL) (*url.URL, bool) {
+	if u.Path != "" && (path.Clean(u.Path) != u.Path || strings.HasSuffix(u.Path, "/")) {
+		return nil, false
+	}
+	c := &url.URL{Scheme: strings.ToLower(u.Scheme), Host: strings.ToLower(u.Host), Path: u.Path, RawQuery: u.RawQuery}
+	if h, ok := strings.CutSuffix(c.Host, ":443"); ok && c.Scheme == "https" {
+		c.Host = h
+	}
+	c.Host = strings.TrimSuffix(c.Host, ":")
+	return c, true
+}
+
+func (s *Source) get(ctx context.Context, space, rawURL string, allow Allowlist, parse Parser, force bool) (any, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || !allow.Allows(u) {
 		s.observe("refused")
 		return nil, ErrNotAllowed
 	}
-	key := u.String()
+	cu, ok := canonical(u)
+	if !ok {
+		s.observe("refused")
+		return nil, ErrNotAllowed
+	}
+	key := space + " " + cu.String()
 	now := s.now()
 	s.mu.Lock()
 	e := s.entries[key]
@@ -207,6 +275,16 @@ func (s *Source) get(ctx context.Context, rawURL string, allow Allowlist, parse 
 			s.observe("hit")
 			return v, nil
 		}
+	}
+	if until, failed := s.failed[key]; failed && now.Before(until) {
+		// Asked recently and failed: not asked again yet.
+		defer s.mu.Unlock()
+		if e != nil && now.Before(e.expires.Add(s.cfg.MaxStale)) {
+			s.observe("stale")
+			return e.value, nil
+		}
+		s.observe("error")
+		return nil, &Unavailable{Why: "fetching the key failed less than " + s.cfg.NegativeTTL.String() + " ago"}
 	}
 	s.mu.Unlock()
 
@@ -225,7 +303,7 @@ func (s *Source) get(ctx context.Context, rawURL string, allow Allowlist, parse 
 		s.mu.Unlock()
 		fctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 		defer cancel()
-		v, expires, err := s.fetch(fctx, u, allow, parse)
+		v, expires, err := s.fetch(fctx, cu, allow, parse)
 		if err == nil {
 			s.observe("fetched")
 		}
@@ -235,8 +313,10 @@ func (s *Source) get(ctx context.Context, rawURL string, allow Allowlist, parse 
 			e.lastSync = s.now()
 		}
 		if err != nil {
+			s.rememberFailure(key)
 			return nil, err
 		}
+		delete(s.failed, key)
 		s.store(key, v, expires)
 		return v, nil
 	})
@@ -264,23 +344,74 @@ func (s *Source) get(ctx context.Context, rawURL string, allow Allowlist, parse 
 	return nil, &Unavailable{Why: res.Err.Error()}
 }
 
-// store caches v for key, evicting the least recently used entry when
-// the cache is full. Called with s.mu held.
+// rememberFailure records a failed fetch of key, within the cache's bound
+// (expired records go first, then the one closest to expiring). Called
+// with s.mu held.
+func (s *Source) rememberFailure(key string) {
+	now := s.now()
+	if len(s.failed) >= s.cfg.MaxEntries {
+		var soonest string
+		var at time.Time
+		for k, until := range s.failed {
+			if !now.Before(until) {
+				delete(s.failed, k)
+				continue
+			}
+			if soonest == "" || until.Before(at) {
+				soonest, at = k, until
+			}
+		}
+		if len(s.failed) >= s.cfg.MaxEntries {
+			delete(s.failed, soonest)
+		}
+	}
+	s.failed[key] = now.Add(s.cfg.NegativeTTL)
+}
+
+// reserve is how many entries may be unvouched: a quarter of the cache.
+func (s *Source) reserve() int { return max(s.cfg.MaxEntries/4, 1) }
+
+// count returns how many entries are vouched (or not). Called with s.mu
+// held.
+func (s *Source) count(vouched bool) int {
+	n := 0
+	for _, e := range s.entries {
+		if e.vouched == vouched {
+			n++
+		}
+	}
+	return n
+}
+
+// evict removes the least recently used entry that is vouched (or not),
+// other than keep. Called with s.mu held.
+func (s *Source) evict(vouched bool, keep string) {
+	var oldest string
+	var at time.Time
+	for k, e := range s.entries {
+		if e.vouched != vouched || k == keep {
+			continue
+		}
+		if oldest == "" || e.used.Before(at) {
+			oldest, at = k, e.used
+		}
+	}
+	if oldest != "" {
+		delete(s.entries, oldest)
+	}
+}
+
+// store caches v for key, unvouched. The unvouched entries share a
+// quarter of the cache: past it, the least recently used of them goes,
+// never a vouched one. Called with s.mu held.
 func (s *Source) store(key string, v any, expires time.Time) {
 	now := s.now()
 	if e := s.entries[key]; e != nil {
 		e.value, e.expires, e.lastSync = v, expires, now
 		return
 	}
-	if len(s.entries) >= s.cfg.MaxEntries {
-		var oldest string
-		var at time.Time
-		for k, e := range s.entries {
-			if oldest == "" || e.used.Before(at) {
-				oldest, at = k, e.used
-			}
-		}
-		delete(s.entries, oldest)
+	if s.count(false) >= s.reserve() {
+		s.evict(false, "")
 	}
 	s.entries[key] = &entry{value: v, expires: expires, used: now, lastSync: now}
 }
