@@ -289,6 +289,7 @@ func TestCLIFetchedKeysSend(t *testing.T) {
 		route /pubsub {
 			webhook_auth pubsub {
 				audience https://hooks.example.com/pubsub
+				service_account *
 			}
 			reverse_proxy %[1]s
 		}

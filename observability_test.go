@@ -143,7 +143,9 @@ func TestDashboardOnRealPrometheus(t *testing.T) {
 			reverse_proxy %[1]s
 		}
 		route /sns {
-			webhook_auth sns
+			webhook_auth sns {
+				topic_arn *
+			}
 			reverse_proxy %[1]s
 		}
 	}

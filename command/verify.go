@@ -62,10 +62,10 @@ parts: --url, --method, --header and --body-file.`,
 	f.String("method", http.MethodPost, "the request's method")
 	f.String("url", "", "the URL the sender addressed (default with --request-file: https:// and its Host and target)")
 	f.String("at", "", "verify as if it were this time, Unix seconds or RFC 3339 (default: now), for a capture older than the replay window")
-	f.StringArray("topic-arn", nil, "sns: a topic ARN the endpoint accepts (repeatable)")
+	f.StringArray("topic-arn", nil, "sns: a topic ARN the endpoint accepts (repeatable; default *, any topic)")
 	f.String("webhook-id", "", "paypal: the webhook id the endpoint is configured with")
 	f.String("audience", "", "pubsub: the audience the endpoint is configured with")
-	f.String("service-account", "", "pubsub: the only service account accepted")
+	f.String("service-account", "", "pubsub: the only service account accepted (default *, any account)")
 	f.StringArray("keys-host", nil, "sns, paypal, pubsub: sender=host, a host the sender's keys may come from instead of the provider's (repeatable; testing with a key server of your own)")
 	f.StringArray("keys-root-ca", nil, "sns, paypal, pubsub: a PEM file of roots replacing the system's for the key servers and certificates (testing)")
 	f.String("keys-jwks-url", "", "pubsub: the key set's URL instead of Google's (testing)")
@@ -193,6 +193,14 @@ func verifyHandler(fl caddycmd.Flags) (*webhookauth.Handler, error) {
 	p, err := webhookauth.LookupPreset(provider)
 	if err != nil {
 		return nil, err
+	}
+	// Checking a capture, the account binding is asked for only when
+	// given: '*' (which a Caddyfile must say) otherwise.
+	if p.Name == "sns" && len(h.TopicARNs) == 0 {
+		h.TopicARNs = []string{"*"}
+	}
+	if p.Name == "pubsub" && h.ServiceAccount == "" {
+		h.ServiceAccount = "*"
 	}
 	if len(h.Secrets)+len(h.PublicKeys) == 0 && p.Key != webhookauth.KeyFetched {
 		return nil, errors.New("--secret-env or --public-key-env is required with --provider")

@@ -337,44 +337,6 @@ func FuzzUnsignedHandshake(f *testing.F) {
 	})
 }
 
-// FuzzSNSMessage: any body either is refused or yields the canonical
-// string SNS documents, field by field, and nothing panics.
-func FuzzSNSMessage(f *testing.F) {
-	for _, v := range []string{
-		`{"Type":"Notification","MessageId":"1","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":"m","Timestamp":"2025-06-15T15:06:40.123Z","SignatureVersion":"2","Signature":"AA==","SigningCertURL":"https://sns.us-east-1.amazonaws.com/a.pem"}`,
-		`{"Type":"Notification","Subject":"","Message":"","MessageId":"1","Timestamp":"t","TopicArn":"a"}`,
-		`{"Type":"SubscriptionConfirmation","Token":"t","SubscribeURL":"https://x","MessageId":"1","Message":"m","Timestamp":"t","TopicArn":"a"}`,
-		`{"Type":"Other"}`, `[]`, `{"Type":"Notification","Subject":null}`, `{"Message":"a\nb","Type":"Notification"}`,
-	} {
-		f.Add(v)
-	}
-	f.Fuzz(func(t *testing.T, body string) {
-		var m snsMessage
-		if json.Unmarshal([]byte(body), &m) != nil {
-			return
-		}
-		got, ok := snsCanonical(&m)
-		if !ok {
-			return
-		}
-		var want strings.Builder
-		names := []string{"Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"}
-		vals := map[string]*string{"Message": &m.Message, "MessageId": &m.MessageID, "Subject": m.Subject, "Timestamp": &m.Timestamp,
-			"TopicArn": &m.TopicArn, "Type": &m.Type, "SubscribeURL": &m.SubscribeURL, "Token": &m.Token}
-		if m.Type != "Notification" {
-			names = []string{"Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"}
-		}
-		for _, n := range names {
-			if v := vals[n]; v != nil {
-				want.WriteString(n + "\n" + *v + "\n")
-			}
-		}
-		if string(got) != want.String() {
-			t.Fatalf("%q: canonical %q, want %q", body, got, want.String())
-		}
-	})
-}
-
 // FuzzBearerToken: any Authorization header is refused by the Pub/Sub
 // scheme (no key is reachable here) without a panic, and only a token
 // that parses as an RS256 JWT gets as far as looking for a key.
