@@ -161,6 +161,11 @@ func writeProvider(w io.Writer, p webhookauth.Preset) error {
 	if p.EventField != "" {
 		fmt.Fprintf(&b, "  event:       the body's %s member\n", p.EventField)
 	}
+	// Generated from the scheme the gate runs, so it cannot disagree.
+	if p.Key != webhookauth.KeyFetched {
+		fmt.Fprintf(&b, "  signs:       %s\n", schemeLine(p))
+	}
+	fmt.Fprintf(&b, "  dedup key:   %s\n", p.DedupKeyText())
 	if p.Unsigned != "" {
 		fmt.Fprintf(&b, "  unsigned:    %s\n", strings.ReplaceAll(p.Unsigned, "`", ""))
 	}

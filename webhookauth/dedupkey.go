@@ -91,5 +91,8 @@ func (p Preset) DedupKeyText() string {
 	case s.Algorithm == AlgorithmToken:
 		return "nothing: the token signs no content, so dedup has no key without an id"
 	}
+	if s.SignatureItems != "" {
+		return "the signatures of every item, in order (the same batch is one delivery)"
+	}
 	return "the signature (the same signed payload is one delivery)"
 }

@@ -67,6 +67,17 @@ func FuzzSignedMembersAgree(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body string) {
 		b := []byte(body)
+		// One walk for several members finds what one walk per member
+		// finds.
+		var vals [len(snsMembers)][]byte
+		var res [len(snsMembers)]lookupResult
+		if jsonMembers(b, snsMembers[:], vals[:], res[:]) {
+			for i, name := range snsMembers {
+				if v, r := jsonMember(b, name); r != res[i] || string(v) != string(vals[i]) {
+					t.Fatalf("%q: %s: jsonMembers %d %q, jsonMember %d %q", body, name, res[i], vals[i], r, v)
+				}
+			}
+		}
 		for _, path := range signedPaths {
 			val, res := jsonLookup(b, path)
 			if res != jsonFound || len(val) == 0 || val[0] != '"' || !json.Valid(b) {

@@ -82,6 +82,62 @@ func jsonMember(obj []byte, name string) ([]byte, lookupResult) {
 	return nil, jsonMissing
 }
 
+// jsonMembers finds several members of the object obj in one walk: for
+// each name, its raw value in vals[i] and its result in res[i], by the
+// rules of jsonMember (a second copy or a case variant is ambiguous).
+// It reports false when obj is not a well-formed object.
+func jsonMembers(obj []byte, names []string, vals [][]byte, res []lookupResult) bool {
+	for i := range names {
+		vals[i], res[i] = nil, jsonMissing
+	}
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return false
+	}
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return true
+	}
+	for i < len(obj) {
+		if obj[i] != '"' {
+			return false
+		}
+		keyEnd := stringEnd(obj, i)
+		key := obj[i:keyEnd]
+		i = skipSpace(obj, keyEnd)
+		if i >= len(obj) || obj[i] != ':' {
+			return false
+		}
+		i = skipSpace(obj, i+1)
+		if i >= len(obj) {
+			return false
+		}
+		end := valueEnd(obj, i)
+		for n, name := range names {
+			if exact, folded := compareKey(key, name); folded {
+				if res[n] != jsonMissing || !exact {
+					vals[n], res[n] = nil, jsonAmbiguous
+				} else {
+					vals[n], res[n] = obj[i:end], jsonFound
+				}
+			}
+		}
+		i = skipSpace(obj, end)
+		if i >= len(obj) {
+			return false
+		}
+		switch obj[i] {
+		case ',':
+			i = skipSpace(obj, i+1)
+		case '}':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
+}
+
 // jsonLookup follows a dotted path of member names from the object v.
 func jsonLookup(v []byte, path string) ([]byte, lookupResult) {
 	for {

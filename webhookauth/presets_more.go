@@ -490,6 +490,15 @@ var morePresets = []Preset{
 			SignaturePrefix: prefix(""),
 			Algorithm:       AlgorithmHMACSHA256,
 			Encoding:        EncodingBase64,
+			// The order, settled (issue #22): Zendesk ships no SDK
+			// that signs or verifies these (its zcli and API clients
+			// have no webhook code), so the evidence is its docs. The
+			// current page and its Node sample sign timestamp + body;
+			// an older event-connectors page said body + timestamp, and
+			// its worked example reproduces only that way (kept as the
+			// invalid vector zendesk-invalid-legacy-doc-sample). Every
+			// independent verifier found (n8n's Zendesk trigger, the
+			// PHP and Go libraries) signs timestamp + body.
 			SignedPayload:   "{timestamp}{body}",
 			TimestampHeader: "X-Zendesk-Webhook-Signature-Timestamp",
 			TimestampFormat: TimestampRFC3339,

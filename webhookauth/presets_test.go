@@ -2,6 +2,7 @@ package webhookauth
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -57,5 +58,25 @@ func TestCatalogueEntries(t *testing.T) {
 	}
 	if _, err := LookupPreset("nope"); err == nil || !strings.Contains(err.Error(), "github") {
 		t.Fatalf("unknown provider: %v", err)
+	}
+}
+
+// A summary that quotes a separator of the signed payload (`+ "." +`)
+// quotes the one the scheme signs (telnyx's said "/" where it signs "|"):
+// and `caddy webhook providers --provider` prints the payload generated
+// from the scheme beside it.
+func TestSummarySeparatorsMatchTheScheme(t *testing.T) {
+	re := regexp.MustCompile(`\+ \\?"([^"\\]{1,3})\\?" \+`)
+	checked := 0
+	for _, p := range Catalogue() {
+		for _, m := range re.FindAllStringSubmatch(p.Summary, -1) {
+			checked++
+			if !strings.Contains(p.Scheme.SignedPayload, m[1]) {
+				t.Errorf("%s: the summary joins with %q, the signed payload %q does not", p.Name, m[1], p.Scheme.SignedPayload)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no summary quotes a separator: the pattern is stale")
 	}
 }

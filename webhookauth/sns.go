@@ -48,41 +48,37 @@ type snsMessage struct {
 // differ from the text the backend reads.
 func parseSNS(body []byte) (snsMessage, *Rejection) {
 	var m snsMessage
-	if !json.Valid(body) {
-		return m, reject(ReasonSignatureMalformed, "the body is not an SNS message")
-	}
-	if i := skipSpace(body, 0); i >= len(body) || body[i] != '{' {
+	var vals [len(snsMembers)][]byte
+	var res [len(snsMembers)]lookupResult
+	if !json.Valid(body) || !jsonMembers(body, snsMembers[:], vals[:], res[:]) {
 		return m, reject(ReasonSignatureMalformed, "the body is not an SNS message")
 	}
 	var subject string
-	fields := []struct {
-		name string
-		dst  *string
-	}{
-		{"Type", &m.Type}, {"MessageId", &m.MessageID}, {"Token", &m.Token}, {"TopicArn", &m.TopicArn},
-		{"Subject", &subject}, {"Message", &m.Message}, {"Timestamp", &m.Timestamp},
-		{"SignatureVersion", &m.SignatureVersion}, {"Signature", &m.Signature},
-		{"SigningCertURL", &m.SigningCertURL}, {"SubscribeURL", &m.SubscribeURL},
-	}
-	for _, f := range fields {
-		val, res := jsonMember(body, f.name)
+	dst := [len(snsMembers)]*string{&m.Type, &m.MessageID, &m.Token, &m.TopicArn, &subject, &m.Message,
+		&m.Timestamp, &m.SignatureVersion, &m.Signature, &m.SigningCertURL, &m.SubscribeURL}
+	for i, name := range snsMembers {
 		switch {
-		case res == jsonAmbiguous:
-			return m, reject(ReasonSignatureMalformed, "the body has more than one "+f.name+" member (in some letter case)")
-		case res == jsonMissing || string(val) == "null":
+		case res[i] == jsonAmbiguous:
+			return m, reject(ReasonSignatureMalformed, "the body has more than one "+name+" member (in some letter case)")
+		case res[i] == jsonMissing || string(vals[i]) == "null":
 			continue
 		}
-		text, ok := stringValue(val)
-		if !ok || val[0] != '"' {
-			return m, reject(ReasonSignatureMalformed, "the body's "+f.name+" is not a JSON string in UTF-8")
+		text, ok := stringValue(vals[i])
+		if !ok {
+			return m, reject(ReasonSignatureMalformed, "the body's "+name+" is not a JSON string in UTF-8")
 		}
-		*f.dst = text
-		if f.name == "Subject" {
+		*dst[i] = text
+		if name == "Subject" {
 			m.Subject = &subject
 		}
 	}
 	return m, nil
 }
+
+// snsMembers are the members the gate reads, in the order of parseSNS's
+// destinations.
+var snsMembers = [...]string{"Type", "MessageId", "Token", "TopicArn", "Subject", "Message", "Timestamp",
+	"SignatureVersion", "Signature", "SigningCertURL", "SubscribeURL"}
 
 // snsKeySpace is where SNS's certificates are cached: apart from any
 // other sender's keys, even at the same URL.
