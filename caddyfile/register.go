@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/webhookauth/caddy-webhookauth/queue"
 	"github.com/webhookauth/caddy-webhookauth/ratelimit"
 	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
@@ -31,4 +32,10 @@ func init() {
 		return m, m.UnmarshalCaddyfile(h.Dispenser)
 	})
 	httpcaddyfile.RegisterDirectiveOrder("webhook_auth", httpcaddyfile.Before, "basic_auth")
+
+	// webhook_queue answers the sender itself and hands the delivery to
+	// its own deliver route later: it runs where reverse_proxy would,
+	// just before it, after webhook_auth and the routing directives.
+	httpcaddyfile.RegisterHandlerDirective("webhook_queue", queue.ParseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("webhook_queue", httpcaddyfile.Before, "reverse_proxy")
 }

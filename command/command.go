@@ -31,7 +31,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhook",
-		Usage: "sign|send|handshake|verify --provider <name> [flags] | providers [--provider <name>]",
+		Usage: "sign|send|handshake|verify --provider <name> [flags] | providers [--provider <name>] | queue <operation>",
 		Short: "Signs and sends webhook deliveries as a provider would",
 		Long: `
 Signs webhook deliveries exactly as a provider does, to test an endpoint
@@ -56,12 +56,15 @@ guarded by webhook_auth without waiting for the provider.
   caddy webhook providers [--provider <name>]
       lists every provider preset in one line each, or shows one in full
 
+  caddy webhook queue list|pause|resume|items|retry|redrive|drop [<queue>] [<id>]
+      operates the webhook_queue queues of a running Caddy (its admin API)
+
 Providers: ` + strings.Join(webhookauth.PresetNames(), ", ") + `.
 The body is read from --body-file, or from standard input. --secret-env
 names an environment variable holding the secret, which keeps it out of
 the shell history and the process list.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), sendCommand(), handshakeCommand(), verifyCommand(), providersCommand())
+			cmd.AddCommand(signCommand(), sendCommand(), handshakeCommand(), verifyCommand(), providersCommand(), queueCommand())
 			// Without this, cobra prints the help for a mistyped
 			// subcommand and exits 0, so a script would carry on.
 			cmd.Args = cobra.ArbitraryArgs

@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -104,26 +103,9 @@ func (handler *Handler) UnmarshalCaddyfile(h *caddyfile.Dispenser) error {
 // events, a slash, and a window that Caddy's duration syntax accepts (a
 // bare unit such as "m" means one of it).
 func parseRate(v string) (int64, time.Duration, error) {
-	evs, win, ok := strings.Cut(v, "/")
-	if !ok {
-		return 0, 0, fmt.Errorf("rate %q must be <events>/<window>, e.g. 60/1m", v)
-	}
-	events, err := strconv.ParseInt(evs, 10, 64)
+	events, window, err := cfparse.ParseRate(v)
 	if err != nil {
-		return 0, 0, fmt.Errorf("rate %q: %q is not a whole number of events", v, evs)
-	}
-	if events < 1 {
-		return 0, 0, fmt.Errorf("rate %q: the number of events must be at least 1", v)
-	}
-	if win != "" && strings.Trim(win, "smhdµun") == "" {
-		win = "1" + win // "10/m" reads as "10/1m"
-	}
-	window, err := caddy.ParseDuration(win)
-	if err != nil {
-		return 0, 0, fmt.Errorf("rate %q: %q is not a duration", v, win)
-	}
-	if window <= 0 {
-		return 0, 0, fmt.Errorf("rate %q: the window must be longer than 0", v)
+		return 0, 0, err
 	}
 	l := Limit{Rate: events, Window: window}
 	if err := l.Validate(); err != nil {

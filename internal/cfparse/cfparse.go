@@ -5,6 +5,9 @@
 package cfparse
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -115,4 +118,30 @@ func (b *Block) Duration() (time.Duration, error) {
 // Unknown is the error for a subdirective the directive does not have.
 func (b *Block) Unknown(name string) error {
 	return b.D.Errf("%s: unknown subdirective '%s'", b.Directive, name)
+}
+
+// ParseRate reads <events>/<window> (60/1m; 10/s reads as 10/1s).
+func ParseRate(v string) (int64, time.Duration, error) {
+	evs, win, ok := strings.Cut(v, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("rate %q must be <events>/<window>, e.g. 60/1m", v)
+	}
+	events, err := strconv.ParseInt(evs, 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("rate %q: %q is not a whole number of events", v, evs)
+	}
+	if events < 1 {
+		return 0, 0, fmt.Errorf("rate %q: the number of events must be at least 1", v)
+	}
+	if win != "" && strings.Trim(win, "smhdµun") == "" {
+		win = "1" + win // "10/m" reads as "10/1m"
+	}
+	window, err := caddy.ParseDuration(win)
+	if err != nil {
+		return 0, 0, fmt.Errorf("rate %q: %q is not a duration", v, win)
+	}
+	if window <= 0 {
+		return 0, 0, fmt.Errorf("rate %q: the window must be longer than 0", v)
+	}
+	return events, window, nil
 }

@@ -35,6 +35,10 @@ const (
 	ReasonRateLimited          Reason = "rate_limited"
 	ReasonStoreUnavailable     Reason = "store_unavailable"
 	ReasonKeyUnavailable       Reason = "key_unavailable"
+	// The queue's: full (max_pending, max_bytes) or its store failed;
+	// the sender keeps the delivery and retries.
+	ReasonQueueFull        Reason = "queue_full"
+	ReasonQueueUnavailable Reason = "queue_unavailable"
 )
 
 // reasonValues are the reasons boxed once, for the replacer.
@@ -42,7 +46,8 @@ var reasonValues = func() map[Reason]any {
 	m := make(map[Reason]any)
 	for _, r := range []Reason{ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureInvalid,
 		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge,
-		ReasonBodyTimeout, ReasonDeliveryIDInvalid, ReasonDeliveryInProgress, ReasonRateLimited, ReasonStoreUnavailable, ReasonKeyUnavailable} {
+		ReasonBodyTimeout, ReasonDeliveryIDInvalid, ReasonDeliveryInProgress, ReasonRateLimited, ReasonStoreUnavailable, ReasonKeyUnavailable,
+		ReasonQueueFull, ReasonQueueUnavailable} {
 		m[r] = string(r)
 	}
 	return m
@@ -104,7 +109,7 @@ func (r Reason) Status() int {
 		return http.StatusConflict
 	case ReasonRateLimited:
 		return http.StatusTooManyRequests
-	case ReasonStoreUnavailable, ReasonKeyUnavailable:
+	case ReasonStoreUnavailable, ReasonKeyUnavailable, ReasonQueueFull, ReasonQueueUnavailable:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusForbidden

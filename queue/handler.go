@@ -1,0 +1,370 @@
+// Package queue is http.handlers.webhook_queue: a durable store-and-forward
+// in front of the backend. A delivery is stored (fsynced) before the
+// sender gets its 2xx, then delivered by workers through the `deliver`
+// route (Caddy's own reverse_proxy), retried on a schedule, and kept as
+// dead when it cannot be delivered; operators pause, resume, list, retry,
+// redrive and drop through Caddy's admin API.
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// The queue's rejection reasons (503, with Retry-After).
+const (
+	ReasonQueueFull        = gate.ReasonQueueFull
+	ReasonQueueUnavailable = gate.ReasonQueueUnavailable
+)
+
+// Handler accepts a delivery, stores it durably and answers the sender;
+// its workers deliver it later through Deliver. The sender's 2xx is sent
+// only once the delivery is on disk (fsynced): anything short of that is
+// 503 with Retry-After, so the sender keeps it.
+//
+// It sets {http.webhook.queue_id}, the stored item's id, which the
+// respond body may use.
+type Handler struct {
+	// Name is how operators address the queue (admin API, CLI,
+	// metrics); unique per config. Letters, digits, '_', '.' and '-'.
+	Name string `json:"name"`
+
+	// Store is local (default): an embedded, crash-safe store on local
+	// disk. (redis is the fleet's, next.)
+	Store string `json:"store,omitempty"`
+
+	// Path is the directory of the store's file, <name>.db, made 0700
+	// (the file 0600: the bodies rest there as they arrived). By default,
+	// webhook-queues under Caddy's data directory.
+	Path string `json:"path,omitempty"`
+
+	// DeliverRaw is the route each attempt runs (a subroute: usually
+	// one reverse_proxy); its answer decides delivered, retry or dead.
+	DeliverRaw json.RawMessage `json:"deliver,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
+
+	// RespondStatus and RespondBody answer the sender once the delivery
+	// is stored. By default, 200 with {"status":"queued","id":"<id>"}.
+	RespondStatus int    `json:"respond_status,omitempty"`
+	RespondBody   string `json:"respond_body,omitempty"`
+
+	// Retry are the delays between attempts, with ±10% jitter. By
+	// default, 10s 1m 5m 30m 2h 6h 12h 24h; the last one repeats. A
+	// backend's Retry-After is honoured within the first and last.
+	Retry []caddy.Duration `json:"retry,omitempty"`
+
+	// MaxAttempts ends an item as dead after that many attempts. By
+	// default, one more than the retry delays.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+
+	// MaxAge ends an item as dead when its next attempt would start
+	// later than this after it was received. By default, 72h.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// RetryOn lists the statuses retried: codes (503), classes (5xx)
+	// and transport (no answer). By default, transport 408 425 429 5xx;
+	// any other non-2xx ends the item as dead at once.
+	RetryOn []string `json:"retry_on,omitempty"`
+
+	// Concurrency is how many attempts run at once. By default, 4. A
+	// backend that keeps failing makes the queue back off as a whole:
+	// one probe at a time until one succeeds.
+	Concurrency int `json:"concurrency,omitempty"`
+
+	// Rate bounds attempts to RateCount per RateWindow (rate 10/1s),
+	// evenly spaced. By default, none.
+	RateCount  int            `json:"rate_count,omitempty"`
+	RateWindow caddy.Duration `json:"rate_window,omitempty"`
+
+	// MaxPending and MaxBytes bound the pending and dead items (count,
+	// bodies' bytes); past them the sender gets 503 queue_full. By
+	// default, 1,000,000 items and 10 GB.
+	MaxPending int64 `json:"max_pending,omitempty"`
+	MaxBytes   int64 `json:"max_bytes,omitempty"`
+
+	// Retain keeps delivered items (metadata and body) this long, for
+	// replay. By default, 0: dropped once delivered.
+	Retain caddy.Duration `json:"retain,omitempty"`
+
+	// Timeout bounds one attempt. By default, 60s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	rt      *runtime
+	deliver caddyhttp.MiddlewareHandler
+	poolKey string
+	logger  *zap.Logger
+	maxBody int64
+}
+
+// Defaults.
+const (
+	DefaultConcurrency = 4
+	DefaultMaxPending  = 1_000_000
+	DefaultMaxBytes    = 10_000_000_000
+	DefaultTimeout     = 60 * time.Second
+	// maxItemBody bounds one stored body (webhook_auth's max_body
+	// default; put webhook_auth first for a tighter one).
+	maxItemBody = 10_000_000
+)
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.webhook_queue",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// Validate checks the fields on their own.
+func (h *Handler) Validate() error {
+	if !validName.MatchString(h.Name) {
+		return fmt.Errorf("webhook_queue: the name %q may only contain letters, digits, '_', '.' and '-' (at most 64)", h.Name)
+	}
+	switch h.Store {
+	case "", "local":
+	case "redis":
+		return fmt.Errorf("webhook_queue %s: store redis is not available yet: use store local", h.Name)
+	default:
+		return fmt.Errorf("webhook_queue %s: unknown store %q (want local)", h.Name, h.Store)
+	}
+	if len(h.DeliverRaw) == 0 && h.deliver == nil { // LoadModule empties DeliverRaw
+		return fmt.Errorf("webhook_queue %s: a 'deliver' block is required: the route each attempt runs, such as deliver { reverse_proxy app:8080 }", h.Name)
+	}
+	if h.RespondStatus != 0 && (h.RespondStatus < 200 || h.RespondStatus > 299) {
+		return fmt.Errorf("webhook_queue %s: respond %d: the answer to a stored delivery must be a 2xx", h.Name, h.RespondStatus)
+	}
+	for _, d := range h.Retry {
+		if d <= 0 {
+			return fmt.Errorf("webhook_queue %s: retry delays must be positive", h.Name)
+		}
+	}
+	if h.MaxAttempts < 0 || h.MaxAge < 0 || h.Concurrency < 0 || h.MaxPending < 0 || h.MaxBytes < 0 || h.Retain < 0 || h.Timeout < 0 {
+		return fmt.Errorf("webhook_queue %s: max_attempts, max_age, concurrency, max_pending, max_bytes, retain and timeout must not be negative", h.Name)
+	}
+	if (h.RateCount > 0) != (h.RateWindow > 0) || h.RateCount < 0 {
+		return fmt.Errorf("webhook_queue %s: rate takes a count and a window, such as 10/1s", h.Name)
+	}
+	if _, err := ParseRetryOn(h.retryOn()); err != nil {
+		return fmt.Errorf("webhook_queue %s: %w", h.Name, err)
+	}
+	return nil
+}
+
+func (h *Handler) retryOn() []string {
+	if len(h.RetryOn) == 0 {
+		return []string{"transport", "408", "425", "429", "5xx"}
+	}
+	return h.RetryOn
+}
+
+// runtimes holds each queue's runtime for the whole process, by name and
+// store path, so that it survives reloads.
+var pool = caddy.NewUsagePool()
+
+// Provision opens the store (or finds it open), provisions the deliver
+// route and hands the workers the new config.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	h.logger = ctx.Logger()
+	if err := registerMetrics(ctx); err != nil {
+		return fmt.Errorf("webhook_queue %s: registering metrics: %w", h.Name, err)
+	}
+	mod, err := ctx.LoadModule(h, "DeliverRaw")
+	if err != nil {
+		return fmt.Errorf("webhook_queue %s: loading the deliver route: %w", h.Name, err)
+	}
+	deliver, ok := mod.(caddyhttp.MiddlewareHandler)
+	if !ok {
+		return fmt.Errorf("webhook_queue %s: the deliver route is not a handler", h.Name)
+	}
+	h.deliver = deliver
+	server, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if server == nil {
+		return fmt.Errorf("webhook_queue %s: not inside an HTTP server", h.Name)
+	}
+	dir := h.Path
+	if dir == "" {
+		dir = filepath.Join(caddy.AppDataDir(), "webhook-queues")
+	}
+	path, err := filepath.Abs(filepath.Join(dir, h.Name+".db"))
+	if err != nil {
+		return err
+	}
+	h.poolKey = "queue:" + h.Name
+	val, _, err := pool.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
+		store, err := OpenLocal(path)
+		if err != nil {
+			return nil, err
+		}
+		rt := newRuntime(h.Name, store)
+		register(rt)
+		rt.start()
+		return rt, nil
+	})
+	if err != nil {
+		return fmt.Errorf("webhook_queue %s: %w", h.Name, err)
+	}
+	h.rt = val.(*runtime)
+	if st, ok := h.rt.store.(*LocalStore); ok && st.db.Path() != path {
+		pool.Delete(h.poolKey)
+		return fmt.Errorf("webhook_queue %s: the queue is open at %s already; a queue's path changes with a restart", h.Name, st.db.Path())
+	}
+
+	retryOn, _ := ParseRetryOn(h.retryOn())
+	delays := make([]time.Duration, 0, len(h.Retry))
+	for _, d := range h.Retry {
+		delays = append(delays, time.Duration(d))
+	}
+	if len(delays) == 0 {
+		delays = DefaultRetry
+	}
+	maxAttempts := h.MaxAttempts
+	if maxAttempts == 0 {
+		maxAttempts = len(delays) + 1
+	}
+	maxAge := time.Duration(h.MaxAge)
+	if maxAge == 0 {
+		maxAge = DefaultMaxAge
+	}
+	cfg := &config{
+		deliver: caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			return deliver.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+		}),
+		server: server,
+		policy: Policy{Delays: delays, MaxAttempts: maxAttempts, MaxAge: maxAge, RetryOn: retryOn,
+			Retain: time.Duration(h.Retain)},
+		concurrency: h.Concurrency,
+		timeout:     time.Duration(h.Timeout),
+		logger:      h.logger,
+	}
+	if cfg.concurrency == 0 {
+		cfg.concurrency = DefaultConcurrency
+	}
+	if cfg.timeout == 0 {
+		cfg.timeout = DefaultTimeout
+	}
+	if h.RateCount > 0 {
+		cfg.limiter = rate.NewLimiter(rate.Every(time.Duration(h.RateWindow)/time.Duration(h.RateCount)), 1)
+	}
+	if h.MaxPending == 0 {
+		h.MaxPending = DefaultMaxPending
+	}
+	if h.MaxBytes == 0 {
+		h.MaxBytes = DefaultMaxBytes
+	}
+	h.maxBody = min(int64(maxItemBody), h.MaxBytes)
+	h.rt.cfg.Store(cfg)
+	h.rt.notify()
+	return nil
+}
+
+// Cleanup lets go of the queue's runtime; the last handler to do so
+// (not a reload, which provisions the next first) stops its workers.
+func (h *Handler) Cleanup() error {
+	if h.poolKey != "" {
+		_, err := pool.Delete(h.poolKey)
+		return err
+	}
+	return nil
+}
+
+// hopByHop are the headers that belong to one connection, never stored.
+var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length"}
+
+// ServeHTTP stores the delivery and answers the sender.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	refuse := func(reason gate.Reason, detail string, counter interface{ Inc() }) error {
+		counter.Inc()
+		repl.Set("http.webhook.result", string(reason))
+		gate.CloseUnread(w, r)
+		return gate.Respond(w, gate.Reject(reason, detail).WithRetryAfter(5), gate.OnRejectRespond)
+	}
+	st, err := h.rt.store.Stats()
+	if err != nil {
+		h.logger.Error("reading the queue's counts", zap.String("queue", h.Name), zap.Error(err))
+		return refuse(ReasonQueueUnavailable, "the queue cannot store deliveries right now; retry later", h.rt.metrics.unavailable)
+	}
+	if st.Pending+st.Dead >= h.MaxPending || st.Bytes+max(r.ContentLength, 0) > h.MaxBytes {
+		return refuse(ReasonQueueFull, "the queue is full; retry later", h.rt.metrics.full)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxBody+1))
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, errors.New("reading the body failed"))
+	}
+	if int64(len(body)) > h.maxBody {
+		gate.CloseUnread(w, r)
+		return gate.Respond(w, gate.Reject(gate.ReasonBodyTooLarge, "the body is larger than the limit of "+strconv.FormatInt(h.maxBody, 10)+" bytes"), gate.OnRejectRespond)
+	}
+	now := h.rt.now()
+	id := newID(now)
+	header := r.Header.Clone()
+	for _, name := range strings.Split(header.Get("Connection"), ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			header.Del(name)
+		}
+	}
+	for _, name := range hopByHop {
+		header.Del(name)
+	}
+	// The URI as the route sees it (after any rewrite), as reverse_proxy
+	// would send it.
+	req := &Request{Method: r.Method, URI: r.URL.RequestURI(), Host: r.Host, Proto: r.Proto, RemoteAddr: r.RemoteAddr, TLS: r.TLS != nil, Header: header}
+	it := &Item{ID: id, Received: now, Due: now}
+	it.Provider, _ = repl.GetString("http.webhook.provider")
+	it.DeliveryID, _ = repl.GetString("http.webhook.id")
+	it.Event, _ = repl.GetString("http.webhook.event")
+	if err := h.rt.store.Add(it, req, body); err != nil {
+		h.logger.Error("storing a delivery", zap.String("queue", h.Name), zap.Error(err))
+		return refuse(ReasonQueueUnavailable, "the queue cannot store deliveries right now; retry later", h.rt.metrics.unavailable)
+	}
+	h.rt.metrics.accepted.Inc()
+	h.rt.notify()
+	repl.Set("http.webhook.queue_id", id)
+	status := h.RespondStatus
+	if status == 0 {
+		status = http.StatusOK
+	}
+	var out string
+	if h.RespondBody != "" {
+		out = repl.ReplaceAll(h.RespondBody, "")
+	} else {
+		out = `{"status":"queued","id":"` + id + `"}` + "\n"
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(status)
+	_, err = io.WriteString(w, out)
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,480 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// LocalStore is the embedded store: one bbolt file per queue, on local
+// disk. bbolt is a copy-on-write B+tree with one writer at a time; a
+// transaction that returns nil has been written and fsynced (the file,
+// then its meta page), so a crash leaves the last committed state and
+// nothing torn. Concurrent accepts are coalesced by DB.Batch into one
+// transaction and one fsync (group commit): durable and fast at once.
+//
+// Buckets, keys sorted so that "what is next" is a cursor seek, never a
+// scan:
+//
+//	items    id -> item metadata (JSON)
+//	requests id -> stored request (JSON)
+//	bodies   id -> body bytes
+//	due      due (8 bytes, big-endian ns) + id -> nothing   (pending)
+//	dead     id -> nothing
+//	retained until (8 bytes) + id -> nothing
+//	meta     "stats" -> Stats (JSON)
+//
+// Ids sort by receive time (see newID), so listings are oldest first.
+type LocalStore struct {
+	db *bolt.DB
+}
+
+var (
+	bItems    = []byte("items")
+	bRequests = []byte("requests")
+	bBodies   = []byte("bodies")
+	bDue      = []byte("due")
+	bDead     = []byte("dead")
+	bRetained = []byte("retained")
+	bMeta     = []byte("meta")
+	kStats    = []byte("stats")
+)
+
+// OpenLocal opens (or creates) the store file at path, its directory
+// made 0700 and the file 0600: bodies rest there as they arrived.
+func OpenLocal(path string) (*LocalStore, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bItems, bRequests, bBodies, bDue, bDead, bRetained, bMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &LocalStore{db: db}, nil
+}
+
+func timeKey(t time.Time, id string) []byte {
+	k := make([]byte, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	copy(k[8:], id)
+	return k
+}
+
+func keyTime(k []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))) }
+
+func getStats(tx *bolt.Tx) Stats {
+	var s Stats
+	if raw := tx.Bucket(bMeta).Get(kStats); raw != nil {
+		json.Unmarshal(raw, &s)
+	}
+	return s
+}
+
+func putStats(tx *bolt.Tx, s Stats) error {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bMeta).Put(kStats, raw)
+}
+
+func getItem(tx *bolt.Tx, id string) (*Item, error) {
+	raw := tx.Bucket(bItems).Get([]byte(id))
+	if raw == nil {
+		return nil, ErrNotFound
+	}
+	it := new(Item)
+	if err := json.Unmarshal(raw, it); err != nil {
+		return nil, fmt.Errorf("item %s: %w", id, err)
+	}
+	return it, nil
+}
+
+func putItem(tx *bolt.Tx, it *Item) error {
+	raw, err := json.Marshal(it)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bItems).Put([]byte(it.ID), raw)
+}
+
+// Add implements Store: one batched, fsynced transaction.
+func (s *LocalStore) Add(it *Item, req *Request, body []byte) error {
+	rawReq, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	it.State = StatePending
+	it.Size = len(body)
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		if err := putItem(tx, it); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bRequests).Put([]byte(it.ID), rawReq); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bBodies).Put([]byte(it.ID), body); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bDue).Put(timeKey(it.Due, it.ID), nil); err != nil {
+			return err
+		}
+		st := getStats(tx)
+		st.Pending++
+		st.Bytes += int64(len(body))
+		if st.Oldest.IsZero() || it.Received.Before(st.Oldest) {
+			st.Oldest = it.Received
+		}
+		return putStats(tx, st)
+	})
+}
+
+// Due implements Store.
+func (s *LocalStore) Due(now time.Time, n int, skip func(string) bool) ([]Item, error) {
+	var out []Item
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bDue).Cursor()
+		limit := uint64(now.UnixNano())
+		for k, _ := c.First(); k != nil && len(out) < n; k, _ = c.Next() {
+			if binary.BigEndian.Uint64(k[:8]) > limit {
+				break
+			}
+			id := string(k[8:])
+			if skip != nil && skip(id) {
+				continue
+			}
+			it, err := getItem(tx, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, *it)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// NextDue implements Store.
+func (s *LocalStore) NextDue() (time.Time, bool, error) {
+	var t time.Time
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bDue).Cursor().First(); k != nil {
+			t, ok = keyTime(k), true
+		}
+		return nil
+	})
+	return t, ok, err
+}
+
+// Load implements Store.
+func (s *LocalStore) Load(id string) (*Item, *Request, []byte, error) {
+	var it *Item
+	req := new(Request)
+	var body []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if it, err = getItem(tx, id); err != nil {
+			return err
+		}
+		raw := tx.Bucket(bRequests).Get([]byte(id))
+		if raw == nil {
+			return fmt.Errorf("item %s has no stored request", id)
+		}
+		if err := json.Unmarshal(raw, req); err != nil {
+			return err
+		}
+		body = bytes.Clone(tx.Bucket(bBodies).Get([]byte(id)))
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return it, req, body, nil
+}
+
+// unlink removes an item from the index of its state and the counts.
+func unlink(tx *bolt.Tx, it *Item, st *Stats) error {
+	switch it.State {
+	case StatePending:
+		st.Pending--
+		st.Bytes -= int64(it.Size)
+		return tx.Bucket(bDue).Delete(timeKey(it.Due, it.ID))
+	case StateDead:
+		st.Dead--
+		st.Bytes -= int64(it.Size)
+		return tx.Bucket(bDead).Delete([]byte(it.ID))
+	case StateRetained:
+		st.Retained--
+		return tx.Bucket(bRetained).Delete(timeKey(it.Due, it.ID))
+	}
+	return nil
+}
+
+// link puts an item in the index of its state and the counts.
+func link(tx *bolt.Tx, it *Item, st *Stats) error {
+	switch it.State {
+	case StatePending:
+		st.Pending++
+		st.Bytes += int64(it.Size)
+		return tx.Bucket(bDue).Put(timeKey(it.Due, it.ID), nil)
+	case StateDead:
+		st.Dead++
+		st.Bytes += int64(it.Size)
+		return tx.Bucket(bDead).Put([]byte(it.ID), nil)
+	case StateRetained:
+		st.Retained++
+		return tx.Bucket(bRetained).Put(timeKey(it.Due, it.ID), nil)
+	}
+	return nil
+}
+
+// remove deletes an item and its request and body.
+func remove(tx *bolt.Tx, id string) error {
+	for _, b := range [][]byte{bItems, bRequests, bBodies} {
+		if err := tx.Bucket(b).Delete([]byte(id)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refreshOldest recomputes the oldest pending receive time after the
+// oldest may have left: the smallest id among the pending (ids sort by
+// receive time) is found by walking the due index, which is short in
+// the common case of a queue that keeps up.
+func refreshOldest(tx *bolt.Tx, st *Stats, left *Item) {
+	if st.Pending == 0 {
+		st.Oldest = time.Time{}
+		return
+	}
+	if left != nil && left.Received.After(st.Oldest) {
+		return
+	}
+	var oldest time.Time
+	c := tx.Bucket(bDue).Cursor()
+	n := 0
+	for k, _ := c.First(); k != nil && n < 10000; k, _ = c.Next() {
+		if t, ok := idTime(string(k[8:])); ok && (oldest.IsZero() || t.Before(oldest)) {
+			oldest = t
+		}
+		n++
+	}
+	st.Oldest = oldest
+}
+
+// Finish implements Store.
+func (s *LocalStore) Finish(id string, o Outcome) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		it, err := getItem(tx, id)
+		if err != nil {
+			return err
+		}
+		if it.State != StatePending {
+			return nil // dropped or moved by an operator meanwhile
+		}
+		st := getStats(tx)
+		if err := unlink(tx, it, &st); err != nil {
+			return err
+		}
+		it.Attempts++
+		it.LastStatus, it.LastError = o.Status, o.Error
+		switch {
+		case o.Delivered && o.RetainUntil.IsZero():
+			if err := remove(tx, id); err != nil {
+				return err
+			}
+			refreshOldest(tx, &st, it)
+			return putStats(tx, st)
+		case o.Delivered:
+			it.State, it.Due = StateRetained, o.RetainUntil
+		case o.Dead:
+			it.State = StateDead
+		default:
+			it.Due = o.Next
+		}
+		if err := link(tx, it, &st); err != nil {
+			return err
+		}
+		if err := putItem(tx, it); err != nil {
+			return err
+		}
+		refreshOldest(tx, &st, it)
+		return putStats(tx, st)
+	})
+}
+
+// List implements Store.
+func (s *LocalStore) List(state State, after string, limit int) ([]Item, error) {
+	var out []Item
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bItems).Cursor()
+		var k, v []byte
+		if after == "" {
+			k, v = c.First()
+		} else {
+			k, v = c.Seek([]byte(after))
+			if k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Next() {
+			var it Item
+			if err := json.Unmarshal(v, &it); err != nil {
+				return err
+			}
+			if state == "" || it.State == state {
+				out = append(out, it)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Retry implements Store.
+func (s *LocalStore) Retry(id string, now time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		it, err := getItem(tx, id)
+		if err != nil {
+			return err
+		}
+		if it.State == StatePending {
+			return ErrWrongState
+		}
+		return s.requeue(tx, it, now)
+	})
+}
+
+func (s *LocalStore) requeue(tx *bolt.Tx, it *Item, now time.Time) error {
+	st := getStats(tx)
+	if err := unlink(tx, it, &st); err != nil {
+		return err
+	}
+	it.State, it.Due, it.Attempts = StatePending, now, 0
+	if err := link(tx, it, &st); err != nil {
+		return err
+	}
+	if st.Oldest.IsZero() || it.Received.Before(st.Oldest) {
+		st.Oldest = it.Received
+	}
+	if err := putItem(tx, it); err != nil {
+		return err
+	}
+	return putStats(tx, st)
+}
+
+// Redrive implements Store.
+func (s *LocalStore) Redrive(now time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var ids []string
+		tx.Bucket(bDead).ForEach(func(k, _ []byte) error {
+			ids = append(ids, string(k))
+			return nil
+		})
+		for _, id := range ids {
+			it, err := getItem(tx, id)
+			if err != nil {
+				return err
+			}
+			if err := s.requeue(tx, it, now); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Drop implements Store.
+func (s *LocalStore) Drop(id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		it, err := getItem(tx, id)
+		if err != nil {
+			return err
+		}
+		st := getStats(tx)
+		if err := unlink(tx, it, &st); err != nil {
+			return err
+		}
+		if err := remove(tx, id); err != nil {
+			return err
+		}
+		refreshOldest(tx, &st, it)
+		return putStats(tx, st)
+	})
+}
+
+// Expire implements Store.
+func (s *LocalStore) Expire(now time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bRetained).Cursor()
+		var keys [][]byte
+		for k, _ := c.First(); k != nil && !keyTime(k).After(now) && len(keys) < 10000; k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		st := getStats(tx)
+		for _, k := range keys {
+			if err := tx.Bucket(bRetained).Delete(k); err != nil {
+				return err
+			}
+			if err := remove(tx, string(k[8:])); err != nil {
+				return err
+			}
+			st.Retained--
+			n++
+		}
+		return putStats(tx, st)
+	})
+	return n, err
+}
+
+// SetPaused implements Store.
+func (s *LocalStore) SetPaused(p bool) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		st := getStats(tx)
+		st.Paused = p
+		return putStats(tx, st)
+	})
+}
+
+// Stats implements Store.
+func (s *LocalStore) Stats() (Stats, error) {
+	var st Stats
+	err := s.db.View(func(tx *bolt.Tx) error {
+		st = getStats(tx)
+		return nil
+	})
+	return st, err
+}
+
+// Close implements Store.
+func (s *LocalStore) Close() error { return s.db.Close() }
+
+// errClosed is what a store answers once closed.
+var errClosed = errors.New("the queue's store is closed")

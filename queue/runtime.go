@@ -1,0 +1,348 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// config is what a runtime delivers with; a reload swaps it whole.
+type config struct {
+	deliver     caddyhttp.Handler
+	server      *caddyhttp.Server
+	policy      Policy
+	concurrency int
+	limiter     *rate.Limiter
+	timeout     time.Duration
+	logger      *zap.Logger
+}
+
+// runtime is one queue in this process: its store and its workers. It
+// outlives the handler that made it: a reload provisions a new handler,
+// which finds the runtime by name (UsagePool) and swaps in its config,
+// so items in flight finish and nothing is delivered twice by two
+// generations of workers.
+type runtime struct {
+	name  string
+	store Store
+	cfg   atomic.Pointer[config]
+	now   func() time.Time
+
+	paused atomic.Bool
+	// leased are the items an attempt is running for: skipped by the
+	// dispatcher. Only in memory: after a crash every pending item is
+	// due again, so an attempt cut short is made again (at least once).
+	mu     sync.Mutex
+	leased map[string]struct{}
+
+	inflight   atomic.Int64
+	failStreak atomic.Int64
+	wake       chan struct{}
+	ctx        context.Context
+	cancel     context.CancelFunc
+	done       sync.WaitGroup
+	metrics    *runtimeMetrics
+}
+
+// probeAfter consecutive failed attempts make the queue back off as a
+// whole: one attempt at a time, spaced out, until one succeeds.
+const probeAfter = 3
+
+func newRuntime(name string, store Store) *runtime {
+	ctx, cancel := context.WithCancel(context.Background())
+	rt := &runtime{name: name, store: store, now: time.Now, leased: map[string]struct{}{},
+		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, metrics: newRuntimeMetrics(name)}
+	if st, err := store.Stats(); err == nil {
+		rt.paused.Store(st.Paused)
+	}
+	return rt
+}
+
+// start runs the dispatcher and the expiry of retained items.
+func (rt *runtime) start() {
+	rt.done.Add(2)
+	go rt.dispatch()
+	go rt.expire()
+}
+
+// Destruct stops the workers, waits for the attempts in flight (each
+// bounded by its timeout) and closes the store. Called by the UsagePool
+// when the last handler using the queue is cleaned up.
+func (rt *runtime) Destruct() error {
+	rt.cancel()
+	rt.done.Wait()
+	unregister(rt)
+	return rt.store.Close()
+}
+
+func (rt *runtime) notify() {
+	select {
+	case rt.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (rt *runtime) isLeased(id string) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	_, ok := rt.leased[id]
+	return ok
+}
+
+// sleep waits d, or until woken or stopped; false when stopped.
+func (rt *runtime) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-rt.ctx.Done():
+		return false
+	case <-rt.wake:
+	case <-t.C:
+	}
+	return true
+}
+
+// dispatch starts an attempt for each due item, within the concurrency,
+// the rate and the back-off.
+func (rt *runtime) dispatch() {
+	defer rt.done.Done()
+	for rt.ctx.Err() == nil {
+		cfg := rt.cfg.Load()
+		if cfg == nil || rt.paused.Load() {
+			rt.sleep(time.Second)
+			continue
+		}
+		limit := int64(cfg.concurrency)
+		streak := rt.failStreak.Load()
+		if streak >= probeAfter {
+			limit = 1
+		}
+		if rt.inflight.Load() >= limit {
+			rt.sleep(time.Second)
+			continue
+		}
+		now := rt.now()
+		items, err := rt.store.Due(now, 1, rt.isLeased)
+		if err != nil {
+			cfg.logger.Error("reading the queue", zap.String("queue", rt.name), zap.Error(err))
+			rt.sleep(time.Second)
+			continue
+		}
+		if len(items) == 0 {
+			wait := time.Second
+			if next, ok, _ := rt.store.NextDue(); ok && next.Sub(now) < wait {
+				wait = max(next.Sub(now), time.Millisecond)
+			}
+			rt.sleep(wait)
+			continue
+		}
+		if cfg.limiter != nil {
+			if cfg.limiter.Wait(rt.ctx) != nil {
+				return
+			}
+		}
+		it := items[0]
+		rt.mu.Lock()
+		rt.leased[it.ID] = struct{}{}
+		rt.mu.Unlock()
+		rt.inflight.Add(1)
+		rt.done.Add(1)
+		go rt.attempt(cfg, it)
+		if streak >= probeAfter {
+			// Backing off: the next probe waits for this one, then a
+			// while more (see attempt).
+			continue
+		}
+	}
+}
+
+// backoff is how long the queue waits after a failed probe: doubling
+// from 100ms with the failures, at most the schedule's first delay.
+func backoff(streak int64, first time.Duration) time.Duration {
+	d := 100 * time.Millisecond << min(streak-probeAfter, 10)
+	return min(d, max(first, 100*time.Millisecond))
+}
+
+// attempt delivers one item and records the outcome.
+func (rt *runtime) attempt(cfg *config, it Item) {
+	defer rt.done.Done()
+	defer func() {
+		rt.mu.Lock()
+		delete(rt.leased, it.ID)
+		rt.mu.Unlock()
+		rt.inflight.Add(-1)
+		rt.notify()
+	}()
+	_, req, body, err := rt.store.Load(it.ID)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			cfg.logger.Error("loading a queued item", zap.String("queue", rt.name), zap.String("id", it.ID), zap.Error(err))
+		}
+		return
+	}
+	start := time.Now()
+	a := rt.deliver(cfg, &it, req, body)
+	rt.metrics.latency.Observe(time.Since(start).Seconds())
+	o := cfg.policy.Decide(&it, a, rt.now(), rand.Float64())
+	if err := rt.store.Finish(it.ID, o); err != nil {
+		// The item stays pending as it was: it is attempted again
+		// (at least once, never lost).
+		cfg.logger.Error("recording an attempt", zap.String("queue", rt.name), zap.String("id", it.ID), zap.Error(err))
+	}
+	switch {
+	case o.Delivered:
+		rt.metrics.delivered.Inc()
+		rt.failStreak.Store(0)
+	case o.Dead:
+		rt.metrics.dead.Inc()
+		rt.failStreak.Store(0)
+		cfg.logger.Warn("a queued delivery is dead", zap.String("queue", rt.name), zap.String("id", it.ID),
+			zap.Int("attempts", it.Attempts+1), zap.Int("status", a.Status), zap.String("error", o.Error))
+	default:
+		rt.metrics.retried.Inc()
+		if n := rt.failStreak.Add(1); n >= probeAfter {
+			delays := cfg.policy.Delays
+			if len(delays) == 0 {
+				delays = DefaultRetry
+			}
+			t := time.NewTimer(backoff(n, delays[0]))
+			select {
+			case <-t.C:
+			case <-rt.ctx.Done():
+				t.Stop()
+			}
+		}
+	}
+}
+
+// deliver runs the deliver route for one attempt on a request rebuilt
+// from the stored one, and returns what the backend answered.
+func (rt *runtime) deliver(cfg *config, it *Item, stored *Request, body []byte) Attempt {
+	ctx, cancel := context.WithTimeout(rt.ctx, cfg.timeout)
+	defer cancel()
+	r, err := http.NewRequestWithContext(ctx, stored.Method, stored.URI, bytes.NewReader(body))
+	if err != nil {
+		return Attempt{Error: "the stored request does not rebuild"}
+	}
+	r.RequestURI = stored.URI
+	r.Host = stored.Host
+	r.RemoteAddr = stored.RemoteAddr
+	r.Header = stored.Header.Clone()
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	if stored.TLS {
+		r.TLS = &tls.ConnectionState{}
+	}
+	if p, maj, min, ok := parseProto(stored.Proto); ok {
+		r.Proto, r.ProtoMajor, r.ProtoMinor = p, maj, min
+	}
+	r.Header.Set("X-Webhook-Queue-Id", it.ID)
+	r.Header.Set("X-Webhook-Attempt", strconv.Itoa(it.Attempts+1))
+	rec := &recorder{header: http.Header{}}
+	repl := caddy.NewReplacer()
+	r = caddyhttp.PrepareRequest(r, repl, rec, cfg.server)
+	repl.Set("http.webhook.provider", it.Provider)
+	repl.Set("http.webhook.id", it.DeliveryID)
+	repl.Set("http.webhook.event", it.Event)
+	repl.Set("http.webhook.queue_id", it.ID)
+	repl.Set("http.webhook.attempt", it.Attempts+1)
+	err = cfg.deliver.ServeHTTP(rec, r)
+	a := Attempt{Status: rec.status}
+	if err != nil {
+		var he caddyhttp.HandlerError
+		switch {
+		case errors.As(err, &he) && he.StatusCode != 0:
+			a.Status = he.StatusCode
+			a.Error = "the deliver route failed with " + strconv.Itoa(he.StatusCode)
+		case ctx.Err() != nil:
+			a.Status, a.Error = 0, "no answer within "+cfg.timeout.String()
+		default:
+			a.Status, a.Error = 0, "the deliver route failed"
+		}
+		return a
+	}
+	if a.Status == 0 {
+		a.Status = http.StatusOK // nothing written: Caddy's empty 200
+	}
+	if a.Status >= 300 {
+		a.Error = "the backend answered " + strconv.Itoa(a.Status)
+	}
+	a.RetryAfter = ParseRetryAfter(rec.header.Get("Retry-After"), rt.now())
+	return a
+}
+
+func parseProto(p string) (string, int, int, bool) {
+	switch p {
+	case "HTTP/1.0":
+		return p, 1, 0, true
+	case "HTTP/1.1":
+		return p, 1, 1, true
+	case "HTTP/2.0":
+		return p, 2, 0, true
+	case "HTTP/3.0":
+		return p, 3, 0, true
+	}
+	return "", 0, 0, false
+}
+
+// recorder is the response writer of an attempt: it keeps the status
+// and the header and discards the body.
+type recorder struct {
+	header http.Header
+	status int
+}
+
+func (w *recorder) Header() http.Header { return w.header }
+
+func (w *recorder) WriteHeader(status int) {
+	if w.status == 0 && status >= 200 {
+		w.status = status
+	}
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return len(p), nil
+}
+
+// expire drops retained items past their time, once a minute.
+func (rt *runtime) expire() {
+	defer rt.done.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-rt.ctx.Done():
+			return
+		case <-t.C:
+			rt.store.Expire(rt.now())
+		}
+	}
+}
+
+// pause stops or resumes delivery (accepting goes on), durably.
+func (rt *runtime) pause(p bool) error {
+	if err := rt.store.SetPaused(p); err != nil {
+		return err
+	}
+	rt.paused.Store(p)
+	rt.notify()
+	return nil
+}
