@@ -574,3 +574,205 @@ func TestQueueSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("SIGKILL x3: %d acknowledged, all delivered (%d copies delivered twice, %d sends refused or cut by the kill)", len(acked), dups, refused)
 }
+
+// Reload under load: `caddy reload` every second for 30 s, each config
+// changing the queue's settings (concurrency, retry delays, the respond
+// body), while senders deliver and a backend that fails a fifth of the
+// attempts takes them. Nothing acknowledged is lost, nothing stays in
+// flight, and the queue with its counts carries across every reload.
+func TestQueueReloadUnderLoad(t *testing.T) {
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	be := startQueueBackend(t, "")
+	be.setAnswer(func(_ queueAttempt, n int) (int, http.Header) {
+		if n%5 == 4 {
+			return 503, nil
+		}
+		return 200, nil
+	})
+	port, admin := freePort(t), freePort(t)
+	config := func(gen int) string {
+		return fmt.Sprintf(`{
+	admin localhost:%[1]d
+	http_port %[2]d
+	storage file_system %[3]s/data
+}
+:%[2]d {
+	route /q {
+		webhook_queue reload {
+			path %[3]s/queue
+			concurrency %[5]d
+			retry %[6]dms 200ms
+			max_attempts 1000
+			respond 202 "generation %[7]d: {http.webhook.queue_id}"
+			deliver {
+				reverse_proxy %[4]s
+			}
+		}
+	}
+}
+`, admin, port, dir, be.addr, 1+gen%4, 50+gen%3*10, gen)
+	}
+	file := filepath.Join(dir, "Caddyfile")
+	os.WriteFile(file, []byte(config(0)), 0o600)
+	cmd := exec.Command(bin, "run", "--config", file)
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("caddy logged:\n%.5000s", logs.String())
+		}
+	}()
+	adminBase := fmt.Sprintf("http://localhost:%d", admin)
+	waitUntil(t, 20*time.Second, "caddy to start", func() bool {
+		resp, err := http.Get(adminBase + "/config/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d/q", port)
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	other := map[int]int{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for s := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 10 * time.Second}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Post(url, "application/json", strings.NewReader(fmt.Sprintf(`{"s":%d,"i":%d}`, s, i)))
+				if err != nil {
+					continue // a connection a reload closed: the sender retries
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				if _, id, ok := strings.Cut(string(raw), ": "); resp.StatusCode == 202 && ok {
+					acked[id] = true
+				} else {
+					other[resp.StatusCode]++
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	for gen := 1; gen <= 30; gen++ {
+		time.Sleep(time.Second)
+		os.WriteFile(file, []byte(config(gen)), 0o600)
+		if out, err := exec.Command(bin, "reload", "--config", file, "--address", fmt.Sprintf("localhost:%d", admin)).CombinedOutput(); err != nil {
+			t.Fatalf("caddy reload %d: %v\n%s", gen, err, out)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	n := len(acked)
+	mu.Unlock()
+	waitUntil(t, 60*time.Second, fmt.Sprintf("%d acknowledged deliveries", n), func() bool {
+		d := be.delivered()
+		for id := range acked {
+			if len(d[id]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	var qi queueInfo
+	waitUntil(t, 10*time.Second, "nothing pending or in flight", func() bool {
+		adminJSON(t, http.MethodGet, adminBase+"/webhook/queues/reload", &qi)
+		return qi.Pending == 0 && qi.InFlight == 0
+	})
+	resp, out := doRequest(t, mustPost(t, url, `{"last":1}`))
+	if resp.StatusCode != 202 || !strings.HasPrefix(out, "generation 30: ") {
+		t.Errorf("the last config is not in use: %d %q", resp.StatusCode, out)
+	}
+	metrics := scrape(t, adminBase+"/metrics")
+	if got := metrics[`caddy_webhook_queue_accepted_total{queue="reload"}`]; got < float64(n) {
+		t.Errorf("accepted_total %v after %d acknowledged: the counter did not survive the reloads", got, n)
+	}
+	if n < 100 {
+		t.Fatalf("only %d deliveries acknowledged in 30 s", n)
+	}
+	t.Logf("30 reloads: %d acknowledged, all delivered; other answers %v", n, other)
+}
+
+// A disk that fills up: the store cannot write, so the sender gets 503
+// queue_unavailable with Retry-After, never a 2xx for something not
+// stored, and every delivery that was answered 2xx is in the queue. The
+// queue lives on a 1 MiB tmpfs mounted for the test (the machine and CI
+// run as root).
+func TestQueueFullDiskRefuses(t *testing.T) {
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mounting a small tmpfs (the test needs root): %v %s", err, out)
+	}
+	defer exec.Command("umount", "-l", mnt).Run()
+	tester := newTester(t)
+	name := fmt.Sprintf("disk-%d", time.Now().UnixNano())
+	tester.InitServer(caddyConfig("", fmt.Sprintf(`
+	:9080 {
+		route /disk {
+			webhook_queue %[2]s {
+				path %[1]s
+				deliver {
+					reverse_proxy 127.0.0.1:1
+				}
+			}
+		}
+	}
+	`, mnt, name)), "caddyfile")
+	adminJSON(t, http.MethodPost, adminURL+"/webhook/queues/"+name+"/pause", nil)
+	body := strings.Repeat("z", 16<<10)
+	acked := map[string]bool{}
+	var refusal *http.Response
+	var refusalBody string
+	for i := 0; i < 200 && refusal == nil; i++ {
+		resp, out := doRequest(t, mustPost(t, base+"/disk", body))
+		var q struct{ ID string }
+		json.Unmarshal([]byte(out), &q)
+		switch {
+		case resp.StatusCode == 200 && q.ID != "":
+			acked[q.ID] = true
+		case resp.StatusCode == 503:
+			refusal, refusalBody = resp, out
+		default:
+			t.Fatalf("delivery %d: %d %s", i, resp.StatusCode, out)
+		}
+	}
+	if refusal == nil {
+		t.Fatal("200 deliveries of 16 KiB fit a 1 MiB disk")
+	}
+	if !strings.Contains(refusalBody, `"reason":"queue_unavailable"`) || refusal.Header.Get("Retry-After") == "" {
+		t.Fatalf("the full disk: %s, Retry-After %q", refusalBody, refusal.Header.Get("Retry-After"))
+	}
+	var items []struct{ ID string }
+	adminJSON(t, http.MethodGet, adminURL+"/webhook/queues/"+name+"/items?limit=10000", &items)
+	stored := map[string]bool{}
+	for _, it := range items {
+		stored[it.ID] = true
+	}
+	for id := range acked {
+		if !stored[id] {
+			t.Errorf("delivery %s was answered 2xx but is not in the queue", id)
+		}
+	}
+	t.Logf("a 1 MiB disk: %d deliveries stored, then 503 queue_unavailable", len(acked))
+}
