@@ -61,7 +61,7 @@ func info(rt *runtime) (QueueInfo, error) {
 	if err != nil {
 		return QueueInfo{}, err
 	}
-	inflight := rt.inflight.Load()
+	inflight := rt.inFlight()
 	return QueueInfo{Name: rt.name, Pending: st.Pending - inflight, InFlight: inflight, Dead: st.Dead, Retained: st.Retained,
 		Bytes: st.Bytes, OldestPending: age(st, rt.now()).Seconds(), Paused: rt.paused.Load()}, nil
 }

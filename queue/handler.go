@@ -320,7 +320,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return gate.Respond(w, gate.Reject(gate.ReasonBodyTooLarge, "the body is larger than the limit of "+strconv.FormatInt(h.maxBody, 10)+" bytes"), gate.OnRejectRespond)
 	}
 	now := h.rt.now()
-	id := newID(now)
+	id := NewID(now)
 	header := r.Header.Clone()
 	for _, name := range strings.Split(header.Get("Connection"), ",") {
 		if name = strings.TrimSpace(name); name != "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,14 +27,20 @@ import (
 //	items    id -> item metadata (JSON)
 //	requests id -> stored request (JSON)
 //	bodies   id -> body bytes
-//	due      due (8 bytes, big-endian ns) + id -> nothing   (pending)
+//	due      due (8 bytes, big-endian ns) + id -> nothing   (pending, by due time)
+//	pending  id -> nothing                                  (pending, oldest first)
 //	dead     id -> nothing
 //	retained until (8 bytes) + id -> nothing
 //	meta     "stats" -> Stats (JSON)
 //
-// Ids sort by receive time (see newID), so listings are oldest first.
+// Ids sort by receive time (see NewID), so listings are oldest first.
 type LocalStore struct {
 	db *bolt.DB
+	// mem is the counts as of the last commit, published by each write
+	// transaction once it has committed: Stats, asked on every accept,
+	// reads memory, not the file.
+	mu  sync.Mutex
+	mem Stats
 }
 
 var (
@@ -41,6 +48,7 @@ var (
 	bRequests = []byte("requests")
 	bBodies   = []byte("bodies")
 	bDue      = []byte("due")
+	bPending  = []byte("pending")
 	bDead     = []byte("dead")
 	bRetained = []byte("retained")
 	bMeta     = []byte("meta")
@@ -58,7 +66,7 @@ func OpenLocal(path string) (*LocalStore, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bItems, bRequests, bBodies, bDue, bDead, bRetained, bMeta} {
+		for _, b := range [][]byte{bItems, bRequests, bBodies, bDue, bPending, bDead, bRetained, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -69,7 +77,16 @@ func OpenLocal(path string) (*LocalStore, error) {
 		db.Close()
 		return nil, err
 	}
-	return &LocalStore{db: db}, nil
+	// Group commit: writers that arrive within a millisecond share one
+	// transaction and one fsync. bbolt's default (10ms) makes a writer
+	// wait longer than the fsync it shares.
+	db.MaxBatchDelay = time.Millisecond
+	s := &LocalStore{db: db}
+	db.View(func(tx *bolt.Tx) error {
+		s.mem = getStats(tx)
+		return nil
+	})
+	return s, nil
 }
 
 func timeKey(t time.Time, id string) []byte {
@@ -96,6 +113,36 @@ func putStats(tx *bolt.Tx, s Stats) error {
 	}
 	return tx.Bucket(bMeta).Put(kStats, raw)
 }
+
+// write runs fn in a write transaction with the counts, saves them, and
+// publishes them once the transaction has committed. With batch, fn
+// shares a transaction (and an fsync) with concurrent writers; bbolt
+// may then run it more than once, which is safe: each run starts from
+// the transaction's own state.
+func (s *LocalStore) write(batch bool, fn func(tx *bolt.Tx, st *Stats) error) error {
+	run := func(tx *bolt.Tx) error {
+		st := getStats(tx)
+		if err := fn(tx, &st); err != nil {
+			return err
+		}
+		if err := putStats(tx, st); err != nil {
+			return err
+		}
+		tx.OnCommit(func() {
+			s.mu.Lock()
+			s.mem = st
+			s.mu.Unlock()
+		})
+		return nil
+	}
+	if batch {
+		return s.db.Batch(run)
+	}
+	return s.db.Update(run)
+}
+
+// update is write without batching (operators' changes).
+func (s *LocalStore) update(fn func(tx *bolt.Tx, st *Stats) error) error { return s.write(false, fn) }
 
 func getItem(tx *bolt.Tx, id string) (*Item, error) {
 	raw := tx.Bucket(bItems).Get([]byte(id))
@@ -125,7 +172,12 @@ func (s *LocalStore) Add(it *Item, req *Request, body []byte) error {
 	}
 	it.State = StatePending
 	it.Size = len(body)
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.write(true, func(tx *bolt.Tx, st *Stats) error {
+		// Ids (and due times of new items) only grow: pages filled to
+		// 90% instead of bbolt's half, as for appends.
+		for _, name := range [][]byte{bItems, bRequests, bBodies, bDue, bPending} {
+			tx.Bucket(name).FillPercent = 0.9
+		}
 		if err := putItem(tx, it); err != nil {
 			return err
 		}
@@ -138,13 +190,15 @@ func (s *LocalStore) Add(it *Item, req *Request, body []byte) error {
 		if err := tx.Bucket(bDue).Put(timeKey(it.Due, it.ID), nil); err != nil {
 			return err
 		}
-		st := getStats(tx)
+		if err := tx.Bucket(bPending).Put([]byte(it.ID), nil); err != nil {
+			return err
+		}
 		st.Pending++
 		st.Bytes += int64(len(body))
 		if st.Oldest.IsZero() || it.Received.Before(st.Oldest) {
 			st.Oldest = it.Received
 		}
-		return putStats(tx, st)
+		return nil
 	})
 }
 
@@ -218,6 +272,9 @@ func unlink(tx *bolt.Tx, it *Item, st *Stats) error {
 	case StatePending:
 		st.Pending--
 		st.Bytes -= int64(it.Size)
+		if err := tx.Bucket(bPending).Delete([]byte(it.ID)); err != nil {
+			return err
+		}
 		return tx.Bucket(bDue).Delete(timeKey(it.Due, it.ID))
 	case StateDead:
 		st.Dead--
@@ -236,6 +293,9 @@ func link(tx *bolt.Tx, it *Item, st *Stats) error {
 	case StatePending:
 		st.Pending++
 		st.Bytes += int64(it.Size)
+		if err := tx.Bucket(bPending).Put([]byte(it.ID), nil); err != nil {
+			return err
+		}
 		return tx.Bucket(bDue).Put(timeKey(it.Due, it.ID), nil)
 	case StateDead:
 		st.Dead++
@@ -258,69 +318,72 @@ func remove(tx *bolt.Tx, id string) error {
 	return nil
 }
 
-// refreshOldest recomputes the oldest pending receive time after the
-// oldest may have left: the smallest id among the pending (ids sort by
-// receive time) is found by walking the due index, which is short in
-// the common case of a queue that keeps up.
+// refreshOldest sets the oldest pending receive time after the oldest
+// may have left: the first id of the pending index (ids sort by receive
+// time), a cursor seek.
 func refreshOldest(tx *bolt.Tx, st *Stats, left *Item) {
-	if st.Pending == 0 {
-		st.Oldest = time.Time{}
+	if left != nil && left.Received.After(st.Oldest) && st.Pending > 0 {
 		return
 	}
-	if left != nil && left.Received.After(st.Oldest) {
-		return
+	st.Oldest = time.Time{}
+	if k, _ := tx.Bucket(bPending).Cursor().First(); k != nil {
+		st.Oldest, _ = idTime(string(k))
 	}
-	var oldest time.Time
-	c := tx.Bucket(bDue).Cursor()
-	n := 0
-	for k, _ := c.First(); k != nil && n < 10000; k, _ = c.Next() {
-		if t, ok := idTime(string(k[8:])); ok && (oldest.IsZero() || t.Before(oldest)) {
-			oldest = t
-		}
-		n++
-	}
-	st.Oldest = oldest
 }
 
-// Finish implements Store.
-func (s *LocalStore) Finish(id string, o Outcome) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		it, err := getItem(tx, id)
-		if err != nil {
-			return err
-		}
-		if it.State != StatePending {
-			return nil // dropped or moved by an operator meanwhile
-		}
-		st := getStats(tx)
-		if err := unlink(tx, it, &st); err != nil {
-			return err
-		}
-		it.Attempts++
-		it.LastStatus, it.LastError = o.Status, o.Error
-		switch {
-		case o.Delivered && o.RetainUntil.IsZero():
-			if err := remove(tx, id); err != nil {
+// Finish implements Store: one transaction for all the outcomes.
+func (s *LocalStore) Finish(done []Finished) error {
+	if len(done) == 0 {
+		return nil
+	}
+	return s.update(func(tx *bolt.Tx, st *Stats) error {
+		for _, f := range done {
+			if err := finishOne(tx, st, f.ID, f.Outcome); err != nil {
 				return err
 			}
-			refreshOldest(tx, &st, it)
-			return putStats(tx, st)
-		case o.Delivered:
-			it.State, it.Due = StateRetained, o.RetainUntil
-		case o.Dead:
-			it.State = StateDead
-		default:
-			it.Due = o.Next
 		}
-		if err := link(tx, it, &st); err != nil {
-			return err
-		}
-		if err := putItem(tx, it); err != nil {
-			return err
-		}
-		refreshOldest(tx, &st, it)
-		return putStats(tx, st)
+		return nil
 	})
+}
+
+func finishOne(tx *bolt.Tx, st *Stats, id string, o Outcome) error {
+	it, err := getItem(tx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil // dropped by an operator meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	if it.State != StatePending {
+		return nil // moved by an operator meanwhile
+	}
+	if err := unlink(tx, it, st); err != nil {
+		return err
+	}
+	it.Attempts++
+	it.LastStatus, it.LastError = o.Status, o.Error
+	switch {
+	case o.Delivered && o.RetainUntil.IsZero():
+		if err := remove(tx, id); err != nil {
+			return err
+		}
+		refreshOldest(tx, st, it)
+		return nil
+	case o.Delivered:
+		it.State, it.Due = StateRetained, o.RetainUntil
+	case o.Dead:
+		it.State = StateDead
+	default:
+		it.Due = o.Next
+	}
+	if err := link(tx, it, st); err != nil {
+		return err
+	}
+	if err := putItem(tx, it); err != nil {
+		return err
+	}
+	refreshOldest(tx, st, it)
+	return nil
 }
 
 // List implements Store.
@@ -353,7 +416,7 @@ func (s *LocalStore) List(state State, after string, limit int) ([]Item, error) 
 
 // Retry implements Store.
 func (s *LocalStore) Retry(id string, now time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx, st *Stats) error {
 		it, err := getItem(tx, id)
 		if err != nil {
 			return err
@@ -361,32 +424,29 @@ func (s *LocalStore) Retry(id string, now time.Time) error {
 		if it.State == StatePending {
 			return ErrWrongState
 		}
-		return s.requeue(tx, it, now)
+		return requeue(tx, st, it, now)
 	})
 }
 
-func (s *LocalStore) requeue(tx *bolt.Tx, it *Item, now time.Time) error {
-	st := getStats(tx)
-	if err := unlink(tx, it, &st); err != nil {
+func requeue(tx *bolt.Tx, st *Stats, it *Item, now time.Time) error {
+	if err := unlink(tx, it, st); err != nil {
 		return err
 	}
 	it.State, it.Due, it.Attempts = StatePending, now, 0
-	if err := link(tx, it, &st); err != nil {
+	if err := link(tx, it, st); err != nil {
 		return err
 	}
 	if st.Oldest.IsZero() || it.Received.Before(st.Oldest) {
 		st.Oldest = it.Received
 	}
-	if err := putItem(tx, it); err != nil {
-		return err
-	}
-	return putStats(tx, st)
+	return putItem(tx, it)
 }
 
 // Redrive implements Store.
 func (s *LocalStore) Redrive(now time.Time) (int, error) {
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx, st *Stats) error {
+		n = 0
 		var ids []string
 		tx.Bucket(bDead).ForEach(func(k, _ []byte) error {
 			ids = append(ids, string(k))
@@ -397,7 +457,7 @@ func (s *LocalStore) Redrive(now time.Time) (int, error) {
 			if err != nil {
 				return err
 			}
-			if err := s.requeue(tx, it, now); err != nil {
+			if err := requeue(tx, st, it, now); err != nil {
 				return err
 			}
 			n++
@@ -409,36 +469,32 @@ func (s *LocalStore) Redrive(now time.Time) (int, error) {
 
 // Drop implements Store.
 func (s *LocalStore) Drop(id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx, st *Stats) error {
 		it, err := getItem(tx, id)
 		if err != nil {
 			return err
 		}
-		st := getStats(tx)
-		if err := unlink(tx, it, &st); err != nil {
+		if err := unlink(tx, it, st); err != nil {
 			return err
 		}
 		if err := remove(tx, id); err != nil {
 			return err
 		}
-		refreshOldest(tx, &st, it)
-		return putStats(tx, st)
+		refreshOldest(tx, st, it)
+		return nil
 	})
 }
 
 // Expire implements Store.
 func (s *LocalStore) Expire(now time.Time) (int, error) {
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx, st *Stats) error {
+		n = 0
 		c := tx.Bucket(bRetained).Cursor()
 		var keys [][]byte
 		for k, _ := c.First(); k != nil && !keyTime(k).After(now) && len(keys) < 10000; k, _ = c.Next() {
 			keys = append(keys, bytes.Clone(k))
 		}
-		if len(keys) == 0 {
-			return nil
-		}
-		st := getStats(tx)
 		for _, k := range keys {
 			if err := tx.Bucket(bRetained).Delete(k); err != nil {
 				return err
@@ -449,32 +505,25 @@ func (s *LocalStore) Expire(now time.Time) (int, error) {
 			st.Retained--
 			n++
 		}
-		return putStats(tx, st)
+		return nil
 	})
 	return n, err
 }
 
 // SetPaused implements Store.
 func (s *LocalStore) SetPaused(p bool) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		st := getStats(tx)
+	return s.update(func(tx *bolt.Tx, st *Stats) error {
 		st.Paused = p
-		return putStats(tx, st)
+		return nil
 	})
 }
 
 // Stats implements Store.
 func (s *LocalStore) Stats() (Stats, error) {
-	var st Stats
-	err := s.db.View(func(tx *bolt.Tx) error {
-		st = getStats(tx)
-		return nil
-	})
-	return st, err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mem, nil
 }
 
 // Close implements Store.
 func (s *LocalStore) Close() error { return s.db.Close() }
-
-// errClosed is what a store answers once closed.
-var errClosed = errors.New("the queue's store is closed")

@@ -105,7 +105,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			continue
 		}
-		inflight := rt.inflight.Load()
+		inflight := rt.inFlight()
 		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Pending-inflight), rt.name, "pending")
 		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(inflight), rt.name, "in_flight")
 		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Dead), rt.name, "dead")

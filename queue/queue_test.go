@@ -99,7 +99,7 @@ func openTemp(t *testing.T) (*LocalStore, string) {
 
 func add(t *testing.T, s Store, at time.Time, body string) string {
 	t.Helper()
-	id := newID(at)
+	id := NewID(at)
 	req := &Request{Method: "POST", URI: "/hook?x=1", Host: "h", Proto: "HTTP/1.1", RemoteAddr: "1.2.3.4:5", Header: http.Header{"X-A": {"secret-ish"}}}
 	if err := s.Add(&Item{ID: id, Received: at, Due: at, Provider: "github"}, req, []byte(body)); err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestLocalStoreStates(t *testing.T) {
 		t.Fatalf("due, skipping a: %v", due)
 	}
 	// a fails: due in 10s.
-	if err := s.Finish(a, Outcome{Next: t0.Add(10 * time.Second), Status: 503}); err != nil {
+	if err := s.Finish([]Finished{{ID: a, Outcome: Outcome{Next: t0.Add(10 * time.Second), Status: 503}}}); err != nil {
 		t.Fatal(err)
 	}
 	if due, _ := s.Due(t0.Add(5*time.Second), 10, nil); len(due) != 1 || due[0].ID != b {
@@ -145,7 +145,7 @@ func TestLocalStoreStates(t *testing.T) {
 		t.Fatalf("next due %v %v", next, ok)
 	}
 	// b is dead.
-	if err := s.Finish(b, Outcome{Dead: true, Status: 400, Error: "status 400 is not retried"}); err != nil {
+	if err := s.Finish([]Finished{{ID: b, Outcome: Outcome{Dead: true, Status: 400, Error: "status 400 is not retried"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if st := stats(t, s); st.Pending != 1 || st.Dead != 1 || st.Bytes != 6 {
@@ -165,10 +165,10 @@ func TestLocalStoreStates(t *testing.T) {
 		t.Fatalf("after redrive: %+v", st)
 	}
 	// a delivered and retained for an hour; b delivered and dropped.
-	if err := s.Finish(a, Outcome{Delivered: true, Status: 200, RetainUntil: t0.Add(time.Hour)}); err != nil {
+	if err := s.Finish([]Finished{{ID: a, Outcome: Outcome{Delivered: true, Status: 200, RetainUntil: t0.Add(time.Hour)}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Finish(b, Outcome{Delivered: true, Status: 204}); err != nil {
+	if err := s.Finish([]Finished{{ID: b, Outcome: Outcome{Delivered: true, Status: 204}}}); err != nil {
 		t.Fatal(err)
 	}
 	if st := stats(t, s); st.Pending != 0 || st.Retained != 1 || st.Bytes != 0 || !st.Oldest.IsZero() {
@@ -276,7 +276,7 @@ func TestLocalStoreCrashSafety(t *testing.T) {
 }
 
 func TestIDs(t *testing.T) {
-	a, b := newID(t0), newID(t0.Add(time.Nanosecond))
+	a, b := NewID(t0), NewID(t0.Add(time.Nanosecond))
 	if !(a < b) || !validID(a) || validID(a+"0") || validID("zz") {
 		t.Fatalf("%s %s", a, b)
 	}

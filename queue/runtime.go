@@ -54,6 +54,11 @@ type runtime struct {
 	cancel     context.CancelFunc
 	done       sync.WaitGroup
 	metrics    *runtimeMetrics
+	// finished carries attempts' outcomes to the finisher, which writes
+	// them to the store many at a time; an item stays leased until its
+	// outcome is written.
+	finished chan Finished
+	fin      sync.WaitGroup
 }
 
 // probeAfter consecutive failed attempts make the queue back off as a
@@ -63,7 +68,8 @@ const probeAfter = 3
 func newRuntime(name string, store Store) *runtime {
 	ctx, cancel := context.WithCancel(context.Background())
 	rt := &runtime{name: name, store: store, now: time.Now, leased: map[string]struct{}{},
-		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, metrics: newRuntimeMetrics(name)}
+		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, metrics: newRuntimeMetrics(name),
+		finished: make(chan Finished, 1024)}
 	if st, err := store.Stats(); err == nil {
 		rt.paused.Store(st.Paused)
 	}
@@ -75,16 +81,66 @@ func (rt *runtime) start() {
 	rt.done.Add(2)
 	go rt.dispatch()
 	go rt.expire()
+	rt.fin.Add(1)
+	go rt.finisher()
 }
 
 // Destruct stops the workers, waits for the attempts in flight (each
-// bounded by its timeout) and closes the store. Called by the UsagePool
-// when the last handler using the queue is cleaned up.
+// cut short: made again after a restart), writes their outcomes and
+// closes the store. Called by the UsagePool when the last handler using
+// the queue is cleaned up (never on a reload, which provisions the next
+// handler first).
 func (rt *runtime) Destruct() error {
 	rt.cancel()
 	rt.done.Wait()
+	close(rt.finished)
+	rt.fin.Wait()
 	unregister(rt)
 	return rt.store.Close()
+}
+
+// finishBatch bounds one write of outcomes; finishWait is how long the
+// first outcome of a write waits for others.
+const (
+	finishBatch = 512
+	finishWait  = 5 * time.Millisecond
+)
+
+// finisher writes attempts' outcomes to the store, many per transaction
+// (one fsync for all), then lets their items go. An outcome lost to a
+// crash before it is written leaves its item pending as it was: it is
+// attempted again (at least once), never lost.
+func (rt *runtime) finisher() {
+	defer rt.fin.Done()
+	var batch []Finished
+	for f := range rt.finished {
+		batch = append(batch[:0], f)
+		timer := time.NewTimer(finishWait)
+	gather:
+		for len(batch) < finishBatch {
+			select {
+			case f, ok := <-rt.finished:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, f)
+			case <-timer.C:
+				break gather
+			}
+		}
+		timer.Stop()
+		if err := rt.store.Finish(batch); err != nil {
+			if cfg := rt.cfg.Load(); cfg != nil {
+				cfg.logger.Error("recording attempts; their items will be attempted again", zap.String("queue", rt.name), zap.Int("items", len(batch)), zap.Error(err))
+			}
+		}
+		rt.mu.Lock()
+		for _, f := range batch {
+			delete(rt.leased, f.ID)
+		}
+		rt.mu.Unlock()
+		rt.notify()
+	}
 }
 
 func (rt *runtime) notify() {
@@ -92,6 +148,14 @@ func (rt *runtime) notify() {
 	case rt.wake <- struct{}{}:
 	default:
 	}
+}
+
+// inFlight is how many items are leased: being attempted, or their
+// outcome not yet written.
+func (rt *runtime) inFlight() int64 {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return int64(len(rt.leased))
 }
 
 func (rt *runtime) isLeased(id string) bool {
@@ -134,7 +198,7 @@ func (rt *runtime) dispatch() {
 			continue
 		}
 		now := rt.now()
-		items, err := rt.store.Due(now, 1, rt.isLeased)
+		items, err := rt.store.Due(now, int(limit-rt.inflight.Load()), rt.isLeased)
 		if err != nil {
 			cfg.logger.Error("reading the queue", zap.String("queue", rt.name), zap.Error(err))
 			rt.sleep(time.Second)
@@ -148,22 +212,18 @@ func (rt *runtime) dispatch() {
 			rt.sleep(wait)
 			continue
 		}
-		if cfg.limiter != nil {
-			if cfg.limiter.Wait(rt.ctx) != nil {
-				return
+		for _, it := range items {
+			if cfg.limiter != nil {
+				if cfg.limiter.Wait(rt.ctx) != nil {
+					return
+				}
 			}
-		}
-		it := items[0]
-		rt.mu.Lock()
-		rt.leased[it.ID] = struct{}{}
-		rt.mu.Unlock()
-		rt.inflight.Add(1)
-		rt.done.Add(1)
-		go rt.attempt(cfg, it)
-		if streak >= probeAfter {
-			// Backing off: the next probe waits for this one, then a
-			// while more (see attempt).
-			continue
+			rt.mu.Lock()
+			rt.leased[it.ID] = struct{}{}
+			rt.mu.Unlock()
+			rt.inflight.Add(1)
+			rt.done.Add(1)
+			go rt.attempt(cfg, it)
 		}
 	}
 }
@@ -179,9 +239,6 @@ func backoff(streak int64, first time.Duration) time.Duration {
 func (rt *runtime) attempt(cfg *config, it Item) {
 	defer rt.done.Done()
 	defer func() {
-		rt.mu.Lock()
-		delete(rt.leased, it.ID)
-		rt.mu.Unlock()
 		rt.inflight.Add(-1)
 		rt.notify()
 	}()
@@ -190,17 +247,17 @@ func (rt *runtime) attempt(cfg *config, it Item) {
 		if !errors.Is(err, ErrNotFound) {
 			cfg.logger.Error("loading a queued item", zap.String("queue", rt.name), zap.String("id", it.ID), zap.Error(err))
 		}
+		rt.mu.Lock()
+		delete(rt.leased, it.ID)
+		rt.mu.Unlock()
 		return
 	}
 	start := time.Now()
 	a := rt.deliver(cfg, &it, req, body)
 	rt.metrics.latency.Observe(time.Since(start).Seconds())
 	o := cfg.policy.Decide(&it, a, rt.now(), rand.Float64())
-	if err := rt.store.Finish(it.ID, o); err != nil {
-		// The item stays pending as it was: it is attempted again
-		// (at least once, never lost).
-		cfg.logger.Error("recording an attempt", zap.String("queue", rt.name), zap.String("id", it.ID), zap.Error(err))
-	}
+	// The finisher writes it with others and then lets the item go.
+	rt.finished <- Finished{ID: it.ID, Outcome: o}
 	switch {
 	case o.Delivered:
 		rt.metrics.delivered.Inc()

@@ -170,9 +170,9 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 // idSeq keeps ids made in one nanosecond apart.
 var idSeq atomic.Uint32
 
-// newID returns an id that sorts by receive time: 16 hex digits of the
+// NewID returns an id that sorts by receive time: 16 hex digits of the
 // time in nanoseconds, then 8 random hex digits and 4 of a sequence.
-func newID(now time.Time) string {
+func NewID(now time.Time) string {
 	var b [14]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixNano()))
 	rand.Read(b[8:12])
@@ -192,7 +192,7 @@ func idTime(id string) (time.Time, bool) {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(raw))), true
 }
 
-// validID reports whether id is one newID could have made.
+// validID reports whether id is one NewID could have made.
 func validID(id string) bool {
 	if len(id) != 28 {
 		return false

@@ -73,6 +73,12 @@ type Outcome struct {
 	RetainUntil time.Time
 }
 
+// Finished is one attempt's outcome, for Store.Finish.
+type Finished struct {
+	ID      string
+	Outcome Outcome
+}
+
 // Store is where a queue's items live: the embedded store on local disk
 // (store local) or Redis Streams (store redis, the fleet's). Every method
 // that changes an item is durable when it returns nil: the sender's 2xx
@@ -87,8 +93,11 @@ type Store interface {
 	NextDue() (time.Time, bool, error)
 	// Load returns an item's request and body.
 	Load(id string) (*Item, *Request, []byte, error)
-	// Finish records an attempt's outcome.
-	Finish(id string, o Outcome) error
+	// Finish records the outcomes of attempts, all in one write. It
+	// need not be durable at once (a crash that loses it makes the items
+	// due again: delivered at least once), so a runtime gathers the
+	// outcomes of many attempts into each call.
+	Finish(done []Finished) error
 	// List returns up to limit items in a state, from the oldest
 	// received, after the id after ("" from the start).
 	List(state State, after string, limit int) ([]Item, error)
