@@ -148,8 +148,16 @@ func TestDashboardOnRealPrometheus(t *testing.T) {
 			}
 			reverse_proxy %[1]s
 		}
+		route /queued {
+			webhook_queue obs-%[2]d {
+				path %[3]s
+				deliver {
+					reverse_proxy %[1]s
+				}
+			}
+		}
 	}
-	`, be.URL, time.Now().UnixNano())), "caddyfile")
+	`, be.URL, time.Now().UnixNano(), t.TempDir())), "caddyfile")
 
 	snsValid, certURL := snsVector(t)
 	snsBody := strings.Replace(snsValid, certURL, ks.URL+"/sns.pem", 1)
@@ -184,6 +192,11 @@ func TestDashboardOnRealPrometheus(t *testing.T) {
 		}
 		if resp, out := request(t, http.MethodPost, base+"/sns", snsBody, nil); resp.StatusCode != 200 {
 			t.Fatalf("/sns: %d %s", resp.StatusCode, out)
+		}
+		for range 3 {
+			if resp, out := request(t, http.MethodPost, base+"/queued", string(body), nil); resp.StatusCode != 200 {
+				t.Fatalf("/queued: %d %s", resp.StatusCode, out)
+			}
 		}
 	}
 	traffic()

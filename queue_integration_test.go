@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -775,4 +776,88 @@ func TestQueueFullDiskRefuses(t *testing.T) {
 		}
 	}
 	t.Logf("a 1 MiB disk: %d deliveries stored, then 503 queue_unavailable", len(acked))
+}
+
+// TestQueueExample runs examples/queue as its README says, on free ports:
+// the gate starts with the backend down, a delivery is stored and
+// answered, `queue list` shows it pending, the backend starts, and the
+// queue empties into it.
+func TestQueueExample(t *testing.T) {
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := shellCommands(t, "examples/queue/README.md")
+	if len(cmds) != 5 {
+		t.Fatalf("README commands: %q", cmds)
+	}
+	admin, gate, backend, beAdmin := freePort(t), freePort(t), freePort(t), freePort(t)
+	ports := strings.NewReplacer("localhost:2029", fmt.Sprintf("localhost:%d", admin), "localhost:8090", fmt.Sprintf("localhost:%d", gate),
+		"localhost:8091", fmt.Sprintf("localhost:%d", backend), "localhost:2030", fmt.Sprintf("localhost:%d", beAdmin))
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, f := range []string{"Caddyfile", "backend.Caddyfile"} {
+		src, err := os.ReadFile("examples/queue/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["examples/queue/"+f] = filepath.Join(dir, f)
+		if err := os.WriteFile(files["examples/queue/"+f], []byte(ports.Replace(string(src))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	local := func(c string) string {
+		c = strings.ReplaceAll(c, "go run ./cmd/caddy", bin)
+		for from, to := range files {
+			c = strings.ReplaceAll(c, from+" ", to+" ")
+			if strings.HasSuffix(c, from) {
+				c = strings.TrimSuffix(c, from) + to
+			}
+		}
+		return ports.Replace(c)
+	}
+	env := append(os.Environ(), "HOME="+t.TempDir(), "XDG_DATA_HOME="+t.TempDir())
+	serve := func(c string, adminPort int) {
+		cmd := exec.Command("bash", "-c", strings.Replace(local(c), " "+bin, " exec "+bin, 1))
+		cmd.Env = env
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+			if t.Failed() {
+				t.Logf("%s logged:\n%.3000s", c, logs.String())
+			}
+		})
+		waitUntil(t, 20*time.Second, "the example's Caddy", func() bool {
+			resp, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", adminPort))
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil
+		})
+	}
+	run := func(c string) string {
+		cmd := exec.Command("bash", "-c", local(c))
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", c, err, out)
+		}
+		return string(out)
+	}
+	serve(cmds[0], admin)
+	if out := run(cmds[1]); !strings.Contains(out, "HTTP/1.1 200 OK") || !strings.Contains(out, `{"status":"queued","id":"`) {
+		t.Fatalf("send: %s", out)
+	}
+	if out := run(cmds[2]); !regexp.MustCompile(`(?m)^github\s+1\s+0\s+0\s+0\s`).MatchString(out) {
+		t.Fatalf("queue list with the backend down: %s", out)
+	}
+	serve(cmds[3], beAdmin)
+	waitUntil(t, 30*time.Second, "the queue to empty into the backend", func() bool {
+		return regexp.MustCompile(`(?m)^github\s+0\s+0\s+0\s+0\s`).MatchString(run(cmds[4]))
+	})
 }

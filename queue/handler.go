@@ -311,7 +311,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if st.Pending+st.Dead >= h.MaxPending || st.Bytes+max(r.ContentLength, 0) > h.MaxBytes {
 		return refuse(ReasonQueueFull, "the queue is full; retry later", h.rt.metrics.full)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxBody+1))
+	// Sized from Content-Length when it is within the limit (it is
+	// exact once webhook_auth has read the body), so a large body is
+	// read into one buffer, not grown through several.
+	body, err := readAll(io.LimitReader(r.Body, h.maxBody+1), min(max(r.ContentLength, 0), h.maxBody)+1)
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, errors.New("reading the body failed"))
 	}
@@ -359,6 +362,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	w.WriteHeader(status)
 	_, err = io.WriteString(w, out)
 	return err
+}
+
+// readAll reads r to its end into a buffer of size hint first.
+func readAll(r io.Reader, hint int64) ([]byte, error) {
+	b := make([]byte, 0, hint)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // Interface guards

@@ -80,11 +80,13 @@ wait_admin "$admin"
 hey_rate() { awk '/Requests\/sec/ {print $2}'; }
 hey_p99() { awk '/ 99% in/ {print $3*1000 " ms"}'; }
 
-echo "== 1. accept (queue paused), hey -c 32 -n $ACCEPT_N"
+echo "== 1. accept (queue paused), hey -c 32 -n $ACCEPT_N (64 KiB: a quarter of that)"
 curl -sf -X POST "http://localhost:$admin/webhook/queues/bench/pause" >/dev/null
 for size in 1024 65536; do
 	head -c "$size" /dev/zero | tr '\0' 'a' >"$work/body"
-	out=$(hey -n "$ACCEPT_N" -c 32 -m POST -T application/json -D "$work/body" "http://127.0.0.1:$port/q")
+	n=$ACCEPT_N
+	[ "$size" -gt 1024 ] && n=$((ACCEPT_N / 4))
+	out=$(hey -n "$n" -c 32 -m POST -T application/json -D "$work/body" "http://127.0.0.1:$port/q")
 	codes=$(echo "$out" | awk '/\[[0-9]+\]/ {printf "%s ", $0}')
 	echo "through Caddy, $((size / 1024)) KiB: $(echo "$out" | hey_rate) req/s, p99 $(echo "$out" | hey_p99) ($codes)"
 done
@@ -120,4 +122,4 @@ end=$(date +%s.%N)
 echo "start-up with $BIG_N pending: $(python3 -c "print(round($end-$start, 2))") s (until the admin API lists them)"
 sleep 3
 curl -sf "http://localhost:$admin/webhook/queues/bench/items?limit=10" >/dev/null
-echo "resident memory: $(awk '/VmRSS/ {print int($2/1024) " MB"}' /proc/$pid/status) (file $(du -m "$work/big/bench.db" | cut -f1) MB)"
+echo "resident memory: $(awk '/VmRSS/ {print int($2/1024) " MB"}' /proc/$pid/status), of which anonymous (heap, stacks) $(awk '/RssAnon/ {print int($2/1024) " MB"}' /proc/$pid/status), the rest the store's pages mapped from the file (file $(du -m "$work/big/bench.db" | cut -f1) MB)"
