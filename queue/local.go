@@ -92,6 +92,7 @@ func OpenLocal(path string) (*LocalStore, error) {
 		s.mem = getStats(tx)
 		return nil
 	})
+	releasePages(db, path)
 	return s, nil
 }
 

@@ -4,21 +4,25 @@
 #
 #   1. accept: 1 KiB and 64 KiB deliveries stored through Caddy (fsync
 #      before the answer; the queue paused, so delivery takes no CPU)
-#      with hey -c 32, against the store's own batched write of the same
-#      bytes by 32 writers (BenchmarkLocalStoreAdd); p99 from hey;
+#      with hey -c 32 and wrk -c 32, against the store's own batched
+#      write of the same bytes by 32 writers (BenchmarkLocalStoreAdd);
+#      p99 from each client;
 #   2. drain: a 100,000-item backlog of 1 KiB delivered to a fast backend
 #      (Caddy's respond) at concurrency 4, against plain reverse_proxy
 #      to the same backend at the same concurrency (hey -c 4);
 #   3. a 1,000,000-item backlog of 1 KiB: Caddy's start-up time (until
-#      its admin API lists the queue) and resident memory.
+#      its admin API lists the queue) and resident memory;
+#   4. throttle: a 2,000-item backlog behind rate 10/1s; the most
+#      attempts the backend saw in any one second (its access log).
 #
-#   ./scripts/bench-queue.sh            # everything (about 4 minutes, ~2 GB of disk in /tmp)
-#   ACCEPT_N=5000 DRAIN_N=20000 BIG_N=100000 ./scripts/bench-queue.sh   # smaller
+#   ./scripts/bench-queue.sh            # everything (about 8 minutes, ~2 GB of disk in /tmp)
+#   ACCEPT_N=5000 DRAIN_N=20000 BIG_N=100000 THROTTLE_N=300 ./scripts/bench-queue.sh   # smaller
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACCEPT_N=${ACCEPT_N:-20000}
 DRAIN_N=${DRAIN_N:-100000}
 BIG_N=${BIG_N:-1000000}
+THROTTLE_N=${THROTTLE_N:-2000}
 command -v hey >/dev/null || { echo "hey is needed: apt-get install -y hey" >&2; exit 2; }
 
 work=$(mktemp -d)
@@ -43,6 +47,10 @@ cat >"$work/backend.caddyfile" <<EOF
 	storage file_system $work/be-data
 }
 :$be_port {
+	log {
+		output file $work/backend-access.log
+		format json
+	}
 	respond 200
 }
 EOF
@@ -70,6 +78,15 @@ cat >"$work/Caddyfile" <<EOF
 	route /proxy {
 		reverse_proxy 127.0.0.1:$be_port
 	}
+	route /slow {
+		webhook_queue slow {
+			path $work/queue
+			rate 10/1s
+			deliver {
+				reverse_proxy 127.0.0.1:$be_port
+			}
+		}
+	}
 }
 EOF
 "$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
@@ -88,7 +105,18 @@ for size in 1024 65536; do
 	[ "$size" -gt 1024 ] && n=$((ACCEPT_N / 4))
 	out=$(hey -n "$n" -c 32 -m POST -T application/json -D "$work/body" "http://127.0.0.1:$port/q")
 	codes=$(echo "$out" | awk '/\[[0-9]+\]/ {printf "%s ", $0}')
-	echo "through Caddy, $((size / 1024)) KiB: $(echo "$out" | hey_rate) req/s, p99 $(echo "$out" | hey_p99) ($codes)"
+	echo "through Caddy (hey, $n requests), $((size / 1024)) KiB: $(echo "$out" | hey_rate) req/s, p99 $(echo "$out" | hey_p99) (status $codes)"
+	if command -v wrk >/dev/null; then
+		# wrk, a lighter client (C, 2 threads), for the share of the
+		# two cores the load generator takes: 5 seconds.
+		cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$work/body", "rb"); wrk.body = f:read("*a"); f:close()
+LUA
+		wout=$(wrk -t 2 -c 32 -d 5s --latency -s "$work/post.lua" "http://127.0.0.1:$port/q")
+		echo "through Caddy (wrk, 5 s), $((size / 1024)) KiB: $(echo "$wout" | awk '/Requests\/sec/ {print $2}') req/s, p99 $(echo "$wout" | awk '/ 99%/ {print $2}')"
+	fi
 done
 go test ./queue -run '^$' -bench LocalStoreAdd -benchtime 3000x -cpu 2 | awk '/^Benchmark/ {printf "store alone, %s: %.0f writes/s\n", $1, 1e9/$3}'
 
@@ -107,6 +135,18 @@ end=$(date +%s.%N)
 echo "queue drain: $(python3 -c "print(round($DRAIN_N/($end-$start)))") deliveries/s"
 out=$(hey -n "$DRAIN_N" -c 4 -m POST -T application/json -D "$work/body" "http://127.0.0.1:$port/proxy")
 echo "plain reverse_proxy, hey -c 4: $(echo "$out" | hey_rate) req/s"
+echo "== 4. throttle: $THROTTLE_N items behind rate 10/1s"
+curl -sf -X POST "http://localhost:$admin/webhook/queues/slow/pause" >/dev/null
+hey -n "$THROTTLE_N" -c 8 -m POST -T application/json -D "$work/body" "http://127.0.0.1:$port/slow" >/dev/null
+: >"$work/backend-access.log"
+curl -sf -X POST "http://localhost:$admin/webhook/queues/slow/resume" >/dev/null
+until curl -sf "http://localhost:$admin/webhook/queues/slow" | grep -q '"pending":0,"in_flight":0'; do sleep 1; done
+python3 - "$work/backend-access.log" <<'PY'
+import json, sys, bisect
+ts = sorted(json.loads(l)["ts"] for l in open(sys.argv[1]) if l.strip())
+worst = max(bisect.bisect_left(ts, t + 1.0) - i for i, t in enumerate(ts))
+print(f"throttle: {len(ts)} attempts in {ts[-1]-ts[0]:.1f} s, at most {worst} in any one second (rate 10/1s)")
+PY
 kill "$caddy_pid"
 wait "$caddy_pid" 2>/dev/null || true
 
