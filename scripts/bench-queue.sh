@@ -138,12 +138,13 @@ echo "plain reverse_proxy, hey -c 4: $(echo "$out" | hey_rate) req/s"
 echo "== 4. throttle: $THROTTLE_N items behind rate 10/1s"
 curl -sf -X POST "http://localhost:$admin/webhook/queues/slow/pause" >/dev/null
 hey -n "$THROTTLE_N" -c 8 -m POST -T application/json -D "$work/body" "http://127.0.0.1:$port/slow" >/dev/null
-: >"$work/backend-access.log"
+before=$(wc -l <"$work/backend-access.log")
 curl -sf -X POST "http://localhost:$admin/webhook/queues/slow/resume" >/dev/null
 until curl -sf "http://localhost:$admin/webhook/queues/slow" | grep -q '"pending":0,"in_flight":0'; do sleep 1; done
-python3 - "$work/backend-access.log" <<'PY'
+python3 - "$work/backend-access.log" "$before" <<'PY'
 import json, sys, bisect
-ts = sorted(json.loads(l)["ts"] for l in open(sys.argv[1]) if l.strip())
+lines = open(sys.argv[1]).read().splitlines()[int(sys.argv[2]):]
+ts = sorted(json.loads(l)["ts"] for l in lines if l.strip())
 worst = max(bisect.bisect_left(ts, t + 1.0) - i for i, t in enumerate(ts))
 print(f"throttle: {len(ts)} attempts in {ts[-1]-ts[0]:.1f} s, at most {worst} in any one second (rate 10/1s)")
 PY

@@ -406,7 +406,9 @@ func TestRequestURLAbsoluteForm(t *testing.T) {
 func TestEveryReasonHasACounter(t *testing.T) {
 	hm := newHandlerMetrics("test-reasons", 1, "")
 	for _, r := range gate.Reasons() {
-		if r == gate.ReasonRateLimited { // webhook_rate_limit's own metric
+		switch r {
+		case gate.ReasonRateLimited, // webhook_rate_limit's own metric
+			gate.ReasonQueueFull, gate.ReasonQueueUnavailable: // webhook_queue's refused_total
 			continue
 		}
 		if _, ok := hm.results[string(r)]; !ok {
