@@ -1,10 +1,6 @@
 package caddywebhookauth_test
 
 import (
-	"crypto"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -139,20 +135,7 @@ func TestFetchedKeysThroughCaddy(t *testing.T) {
 	be.take()
 
 	// Pub/Sub: tokens signed now with the test Google key.
-	priv := keyserver.PrivateKey(t, dir, "google.key")
-	token := func(aud string) string {
-		b64 := base64.RawURLEncoding.EncodeToString
-		h, _ := json.Marshal(map[string]any{"alg": "RS256", "kid": keyserver.KID, "typ": "JWT"})
-		c, _ := json.Marshal(map[string]any{"aud": aud, "iss": "https://accounts.google.com", "email": "push@example-project.iam.gserviceaccount.com",
-			"email_verified": true, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "sub": "1"})
-		in := b64(h) + "." + b64(c)
-		d := sha256.Sum256([]byte(in))
-		sig, err := rsa.SignPKCS1v15(nil, priv, crypto.SHA256, d[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return in + "." + b64(sig)
-	}
+	token := func(aud string) string { return pubsubToken(t, aud) }
 	push := `{"message":{"data":"aGVsbG8=","messageId":"136969346945","publishTime":"2026-11-29T05:00:00.000Z"},"subscription":"projects/p/subscriptions/s"}`
 	code, out := send("/pubsub", push, map[string]string{"Authorization": "Bearer " + token("https://hooks.example.com/pubsub")})
 	if got := be.take(); code != 200 || len(got) != 1 || string(got[0].body) != push {
