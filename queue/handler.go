@@ -120,6 +120,8 @@ const (
 	DefaultMaxPending  = 1_000_000
 	DefaultMaxBytes    = 10_000_000_000
 	DefaultTimeout     = 60 * time.Second
+	// bodyTimeout bounds the arrival of a body the queue reads itself.
+	bodyTimeout = 10 * time.Second
 	// maxItemBody bounds one stored body (webhook_auth's max_body
 	// default; put webhook_auth first for a tighter one).
 	maxItemBody = 10_000_000
@@ -314,8 +316,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	// Sized from Content-Length when it is within the limit (it is
 	// exact once webhook_auth has read the body), so a large body is
 	// read into one buffer, not grown through several.
+	// Behind webhook_auth the body is already in memory; without it, a
+	// body gets bodyTimeout to arrive, as webhook_auth gives it.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(bodyTimeout)) == nil
 	body, err := readAll(io.LimitReader(r.Body, h.maxBody+1), min(max(r.ContentLength, 0), h.maxBody)+1)
+	if deadline {
+		rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
+		gate.CloseUnread(w, r)
 		return caddyhttp.Error(http.StatusBadRequest, errors.New("reading the body failed"))
 	}
 	if int64(len(body)) > h.maxBody {
