@@ -97,7 +97,35 @@ func TestAdaptErrors(t *testing.T) {
 		}`, "unknown token {bdy}"},
 		{"secret without value", `webhook_auth github {
 			secret
-		}`, "'secret' takes exactly one argument"},
+		}`, "'secret' has no value: if it is written {$NAME}"},
+		{"two secrets on one line", `webhook_auth github {
+			secret a b
+		}`, "'secret' takes exactly one argument (one secret per line"},
+		{"queue without deliver", `webhook_queue q`, "a 'deliver' block is required"},
+		{"queue without a name", `webhook_queue {
+			deliver {
+				reverse_proxy app:8080
+			}
+		}`, "a name is required"},
+		{"queue answering 404", `webhook_queue q {
+			respond 404
+		}`, "the answer to a stored delivery is a 2xx status"},
+		{"queue retrying a success", `webhook_queue q {
+			retry_on 200
+		}`, "200 is a success, never retried"},
+		{"queue zero delay", `webhook_queue q {
+			retry 0s
+		}`, "is not a positive duration"},
+		{"queue bad rate", `webhook_queue q {
+			rate ten
+		}`, "must be <events>/<window>"},
+		{"queue unknown subdirective", `webhook_queue q {
+			retries 5
+		}`, "webhook_queue: unknown subdirective 'retries'"},
+		{"queue empty deliver", `webhook_queue q {
+			deliver {
+			}
+		}`, "'deliver' needs at least one handler"},
 		{"size in two words", `webhook_auth github {
 			secret s
 			max_body 10 MB
@@ -187,5 +215,21 @@ func TestAdaptErrors(t *testing.T) {
 				t.Fatalf("error %v, want it to contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+// An unset {$VAR} as a secret: the Caddyfile replaces it with nothing
+// before the directive sees it, so the error reads the variable's name
+// back from the file's line and says how to fix it.
+func TestUnsetEnvSecretNamed(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "Caddyfile")
+	src := ":8080 {\n\twebhook_auth github {\n\t\tsecret {$WEBHOOKAUTH_SURELY_UNSET_42}\n\t}\n\trespond ok\n}\n"
+	if err := os.WriteFile(f, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": f})
+	if err == nil || !strings.Contains(err.Error(), "environment variable WEBHOOKAUTH_SURELY_UNSET_42 is unset or empty") ||
+		!strings.Contains(err.Error(), "{env.WEBHOOKAUTH_SURELY_UNSET_42}") {
+		t.Fatalf("%v", err)
 	}
 }

@@ -173,7 +173,7 @@ func TestSignEveryPreset(t *testing.T) {
 }
 
 func TestSignErrors(t *testing.T) {
-	if _, err := sign("nope", "s", nil, "", time.Now()); err == nil || !strings.Contains(err.Error(), "known: ") {
+	if _, err := sign("nope", "s", nil, "", time.Now()); err == nil || !strings.Contains(err.Error(), "caddy webhook providers") {
 		t.Fatalf("unknown provider: %v", err)
 	}
 	_, err := sign("standard", "whsec_%%%not-base64", nil, "", time.Now())

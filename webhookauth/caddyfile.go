@@ -1,6 +1,9 @@
 package webhookauth
 
 import (
+	"os"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -89,12 +92,12 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 	switch sub {
 	case "secret":
 		var s string
-		if s, err = b.OneArg(); err == nil {
+		if s, err = secretArg(b); err == nil {
 			handler.Secrets = append(handler.Secrets, s)
 		}
 	case "public_key":
 		var k string
-		if k, err = b.OneArg(); err == nil {
+		if k, err = secretArg(b); err == nil {
 			handler.PublicKeys = append(handler.PublicKeys, k)
 		}
 	case "tolerance":
@@ -142,7 +145,7 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 			handler.Handshake = &on
 		}
 	case "verify_token":
-		str(&handler.VerifyToken)
+		handler.VerifyToken, err = secretArg(b)
 	case "topic_arn":
 		var arn string
 		if arn, err = b.OneArg(); err == nil {
@@ -239,3 +242,44 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 }
 
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// secretArg reads the one argument of secret, public_key or verify_token.
+// None at all is, nearly always, {$NAME} with NAME unset: the Caddyfile
+// replaces it with nothing while adapting, before any handler sees it, so
+// the error says so rather than only counting arguments.
+func secretArg(b *cfparse.Block) (string, error) {
+	name := b.D.Val()
+	if !b.D.NextArg() {
+		if env := envPlaceholderAt(b.D.File(), b.D.Line()); env != "" {
+			return "", b.D.Errf("webhook_auth: '%s' has no value: {$%s} was replaced by nothing while the Caddyfile was adapted, because the environment variable %s is unset or empty; set it, or write {env.%s}, which is read when the config loads", name, env, env, env)
+		}
+		return "", b.D.Errf("webhook_auth: '%s' has no value: if it is written {$NAME}, the environment variable NAME is unset or empty where the Caddyfile was adapted; set it, or write {env.NAME}, which is read when the config loads (and refused if empty, naming the variable)", name)
+	}
+	v := b.D.Val()
+	if b.D.NextArg() {
+		return "", b.D.Errf("webhook_auth: '%s' takes exactly one argument (one %s per line; repeat the line for a rotation)", name, name)
+	}
+	return v, nil
+}
+
+// envPlaceholder finds a Caddyfile environment placeholder, {$NAME} or
+// {$NAME:default}.
+var envPlaceholder = regexp.MustCompile(`\{\$([A-Za-z_][A-Za-z0-9_]*)(:[^}]*)?\}`)
+
+// envPlaceholderAt returns the name of the {$NAME} written on line of
+// file, if the file can be read and the line has one: the Caddyfile
+// replaces those before parsing, so only the source still shows it.
+func envPlaceholderAt(file string, line int) string {
+	raw, err := os.ReadFile(file)
+	if err != nil || line < 1 {
+		return ""
+	}
+	lines := strings.Split(string(raw), "\n")
+	if line > len(lines) {
+		return ""
+	}
+	if m := envPlaceholder.FindStringSubmatch(lines[line-1]); m != nil {
+		return m[1]
+	}
+	return ""
+}

@@ -56,8 +56,15 @@ func TestCatalogueEntries(t *testing.T) {
 			}
 		}
 	}
-	if _, err := LookupPreset("nope"); err == nil || !strings.Contains(err.Error(), "github") {
+	if _, err := LookupPreset("nope"); err == nil || !strings.Contains(err.Error(), "caddy webhook providers") || strings.Contains(err.Error(), "github") {
 		t.Fatalf("unknown provider: %v", err)
+	}
+	// A typo gets the nearest names, not the whole list.
+	for typo, want := range map[string]string{"githib": "did you mean github?", "strpe": "did you mean stripe?",
+		"twillio": "did you mean twilio?", "micro": "did you mean microsoft_graph or microsoft_teams?", "Shopfy": "did you mean shopify?"} {
+		if _, err := LookupPreset(typo); err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "zendesk") {
+			t.Errorf("%s: %v", typo, err)
+		}
 	}
 }
 
