@@ -88,11 +88,13 @@ the shell history and the process list.`,
 // one entry in full.
 func providersCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "providers [--provider <name>]",
+		Use:   "providers [--provider <name> | --wide | --json]",
 		Short: "Lists the provider presets webhook_auth knows, or shows one",
 		Args:  cobra.NoArgs,
 	}
 	cmd.Flags().StringP("provider", "p", "", "show this preset's full entry")
+	cmd.Flags().Bool("wide", false, "one line a provider with every column (aliases, signature header, whole scheme)")
+	cmd.Flags().Bool("json", false, "the catalogue as JSON, one object a provider")
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
 		if name, _ := c.Flags().GetString("provider"); name != "" {
 			p, err := webhookauth.LookupPreset(name)
@@ -101,13 +103,81 @@ func providersCommand() *cobra.Command {
 			}
 			return writeProvider(c.OutOrStdout(), p)
 		}
-		return writeProviders(c.OutOrStdout())
+		if j, _ := c.Flags().GetBool("json"); j {
+			return writeProvidersJSON(c.OutOrStdout())
+		}
+		if wide, _ := c.Flags().GetBool("wide"); wide {
+			return writeProviders(c.OutOrStdout())
+		}
+		return writeProvidersNarrow(c.OutOrStdout())
 	}
 	return cmd
 }
 
-// writeProviders writes one line a provider: its name, aliases, key
-// kind, where the signature is, and what is signed how.
+// narrowWidth is the most columns the default listing takes: it fits an
+// ordinary terminal without wrapping.
+const narrowWidth = 100
+
+// writeProvidersNarrow writes one line a provider, within narrowWidth
+// columns: its name, key kind, whether the gate answers a handshake for
+// it, and its scheme in short (cut with "…" when long; --wide and
+// --provider show it whole).
+func writeProvidersNarrow(w io.Writer) error {
+	const nameW, keyW, hsW = 22, 11, 10
+	var b strings.Builder
+	line := func(name, key, hs, scheme string) {
+		head := fmt.Sprintf("%-*s%-*s%-*s", nameW, name, keyW, key, hsW, hs)
+		room := narrowWidth - len(head)
+		if r := []rune(scheme); len(r) > room {
+			scheme = string(r[:room-1]) + "…"
+		}
+		b.WriteString(strings.TrimRight(head+scheme, " ") + "\n")
+	}
+	line("PROVIDER", "KEY", "HANDSHAKE", "SCHEME (--wide or --provider <name> for all of it)")
+	for _, p := range webhookauth.Catalogue() {
+		hs := "-"
+		if p.Handshake != nil {
+			hs = "yes"
+		}
+		line(p.Name, string(p.Key), hs, schemeLine(p))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeProvidersJSON writes the catalogue as a JSON array, for scripts.
+func writeProvidersJSON(w io.Writer) error {
+	type entry struct {
+		Name      string   `json:"name"`
+		Aliases   []string `json:"aliases,omitempty"`
+		Key       string   `json:"key"`
+		Signature string   `json:"signature"`
+		Scheme    string   `json:"scheme"`
+		Tolerance string   `json:"tolerance,omitempty"`
+		Handshake string   `json:"handshake,omitempty"`
+		DedupKey  string   `json:"dedup_key"`
+		Unsigned  string   `json:"unsigned,omitempty"`
+		Docs      string   `json:"docs"`
+	}
+	var out []entry
+	for _, p := range webhookauth.Catalogue() {
+		e := entry{Name: p.Name, Aliases: p.Aliases, Key: string(p.Key), Signature: signatureWhere(p), Scheme: schemeLine(p),
+			DedupKey: p.DedupKeyText(), Unsigned: strings.ReplaceAll(p.Unsigned, "`", ""), Docs: p.DocURL}
+		if p.Tolerance > 0 {
+			e.Tolerance = p.Tolerance.String()
+		}
+		if p.Handshake != nil {
+			e.Handshake = strings.ReplaceAll(p.Handshake.Summary, "`", "")
+		}
+		out = append(out, e)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// writeProviders writes one line a provider (--wide): its name, aliases,
+// key kind, where the signature is, and what is signed how.
 func writeProviders(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROVIDER\tALIASES\tKEY\tSIGNATURE\tSCHEME")

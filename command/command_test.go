@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stripe/stripe-go/v82/webhook"
@@ -227,6 +228,47 @@ func TestParseHeaders(t *testing.T) {
 	for _, bad := range []string{"no colon", ": empty name", "Two Words: x"} {
 		if _, err := parseHeaders([]string{bad}); err == nil {
 			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// The default listing fits 100 columns (it wrapped at 190 and more);
+// --json carries the whole catalogue.
+func TestProvidersNarrowAndJSON(t *testing.T) {
+	var b strings.Builder
+	if err := writeProvidersNarrow(&b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != len(webhookauth.Catalogue())+1 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	cut := 0
+	for i, l := range lines {
+		if n := utf8.RuneCountInString(l); n > narrowWidth {
+			t.Errorf("line %d is %d columns: %q", i, n, l)
+		}
+		if strings.HasSuffix(l, "…") {
+			cut++
+		}
+		if i > 0 && strings.Fields(l)[0] != webhookauth.Catalogue()[i-1].Name {
+			t.Errorf("line %d: %q", i, l)
+		}
+	}
+	if cut == 0 {
+		t.Error("no scheme was long enough to be cut: the test checks nothing")
+	}
+	b.Reset()
+	if err := writeProvidersJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var entries []struct{ Name, Scheme, DedupKey string }
+	if err := json.Unmarshal([]byte(b.String()), &entries); err != nil || len(entries) != len(webhookauth.Catalogue()) {
+		t.Fatalf("--json: %v, %d entries", err, len(entries))
+	}
+	for _, e := range entries {
+		if e.Name == "" || e.Scheme == "" {
+			t.Errorf("--json entry %+v", e)
 		}
 	}
 }
