@@ -56,7 +56,7 @@ func TestProviderExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"quickstart", "github", "gitlab", "shopify", "slack", "standard", "stripe", "zoom", "https"} {
+	for _, name := range []string{"quickstart", "github", "gitlab", "shopify", "slack", "standard", "stripe", "zoom", "https", "routing"} {
 		t.Run(name, func(t *testing.T) {
 			cmds := shellCommands(t, "examples/"+name+"/README.md")
 			if len(cmds) < 2 || !strings.Contains(cmds[0], " run --config examples/"+name+"/Caddyfile") || !strings.Contains(cmds[len(cmds)-1], " webhook send ") {
@@ -65,9 +65,10 @@ func TestProviderExamples(t *testing.T) {
 			// The example keeps its ports (admin 2019, gate 8080, backend
 			// 8081); the test runs a copy on free ones, so that another
 			// Caddy on this machine cannot take part of the traffic.
-			admin, gate, backend, tlsPort := freePort(t), freePort(t), freePort(t), freePort(t)
+			admin, gate, backend, backend2, tlsPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
 			ports := strings.NewReplacer("localhost:2019", fmt.Sprintf("localhost:%d", admin),
 				"localhost:8080", fmt.Sprintf("localhost:%d", gate), "localhost:8081", fmt.Sprintf("localhost:%d", backend),
+				"localhost:8082", fmt.Sprintf("localhost:%d", backend2),
 				"http_port 8080", fmt.Sprintf("http_port %d", gate),
 				"localhost:8443", fmt.Sprintf("localhost:%d", tlsPort), "https_port 8443", fmt.Sprintf("https_port %d", tlsPort))
 			src, err := os.ReadFile("examples/" + name + "/Caddyfile")
@@ -134,10 +135,30 @@ func TestProviderExamples(t *testing.T) {
 					if err != nil || !okAnswer.MatchString(string(out)) || !strings.Contains(string(out), "backend received") {
 						t.Fatalf("send: %v\n%s", err, out)
 					}
+					if name == "routing" {
+						// Each event at its own backend.
+						want := map[string]string{"push": "deploy backend received push", "issues": "tracker backend received issues"}
+						for ev, backend := range want {
+							if strings.Contains(c, "X-GitHub-Event: "+ev+"'") && !strings.Contains(string(out), backend) {
+								t.Fatalf("%s went elsewhere: %s", ev, out)
+							}
+						}
+					}
 				default:
 					t.Fatalf("README command %q is neither a handshake nor a send", c)
 				}
 				t.Logf("%s", out)
+			}
+			if name == "routing" {
+				// An event no matcher takes: 422 from the last handler,
+				// never a 200 that would lose it.
+				c := strings.ReplaceAll(cmds[len(cmds)-1], "X-GitHub-Event: issues", "X-GitHub-Event: star")
+				cmd := exec.Command("bash", "-c", local(c))
+				cmd.Env = env
+				out, err := cmd.Output()
+				if err == nil || !strings.Contains(string(out), "422") || !strings.Contains(string(out), "no route for event star") {
+					t.Fatalf("an unrouted event: %v\n%s", err, out)
+				}
 			}
 		})
 	}
