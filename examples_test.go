@@ -41,6 +41,37 @@ func shellCommands(t *testing.T, readme string) []string {
 	return cmds
 }
 
+// examplePorts maps every port an example's Caddyfile names (localhost:N,
+// http_port N, https_port N) to a free one, the same port to the same
+// free one; it returns the replacer, and the free admin and HTTPS ports.
+func examplePorts(t *testing.T, caddyfile string) (*strings.Replacer, int, int) {
+	t.Helper()
+	re := regexp.MustCompile(`(localhost:|http_port |https_port |admin localhost:)(\d{4,5})\b`)
+	free := map[string]int{}
+	var pairs []string
+	admin, tlsPort := 0, 0
+	for _, m := range re.FindAllStringSubmatch(caddyfile, -1) {
+		if _, ok := free[m[2]]; !ok {
+			free[m[2]] = freePort(t)
+		}
+		switch m[1] {
+		case "admin localhost:":
+			admin = free[m[2]]
+		case "https_port ":
+			tlsPort = free[m[2]]
+		}
+	}
+	for fixed, port := range free {
+		for _, prefix := range []string{"localhost:", "http_port ", "https_port "} {
+			pairs = append(pairs, prefix+fixed, fmt.Sprintf("%s%d", prefix, port))
+		}
+	}
+	if admin == 0 {
+		t.Fatal("the example names no admin address")
+	}
+	return strings.NewReplacer(pairs...), admin, tlsPort
+}
+
 // okAnswer is `caddy webhook send`'s first line for a 200: HTTP/1.1 for
 // the plain examples, HTTP/2.0 over TLS.
 var okAnswer = regexp.MustCompile(`^HTTP/(1\.1|2\.0) 200 OK\n`)
@@ -62,19 +93,14 @@ func TestProviderExamples(t *testing.T) {
 			if len(cmds) < 2 || !strings.Contains(cmds[0], " run --config examples/"+name+"/Caddyfile") || !strings.Contains(cmds[len(cmds)-1], " webhook send ") {
 				t.Fatalf("README commands %q: want the run command, then handshake or send commands, the last a send", cmds)
 			}
-			// The example keeps its ports (admin 2019, gate 8080, backend
-			// 8081); the test runs a copy on free ones, so that another
+			// Each example has ports of its own (so that two can run at
+			// once); the test runs a copy on free ones, so that another
 			// Caddy on this machine cannot take part of the traffic.
-			admin, gate, backend, backend2, tlsPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
-			ports := strings.NewReplacer("localhost:2019", fmt.Sprintf("localhost:%d", admin),
-				"localhost:8080", fmt.Sprintf("localhost:%d", gate), "localhost:8081", fmt.Sprintf("localhost:%d", backend),
-				"localhost:8082", fmt.Sprintf("localhost:%d", backend2),
-				"http_port 8080", fmt.Sprintf("http_port %d", gate),
-				"localhost:8443", fmt.Sprintf("localhost:%d", tlsPort), "https_port 8443", fmt.Sprintf("https_port %d", tlsPort))
 			src, err := os.ReadFile("examples/" + name + "/Caddyfile")
 			if err != nil {
 				t.Fatal(err)
 			}
+			ports, admin, tlsPort := examplePorts(t, string(src))
 			caddyfile := filepath.Join(t.TempDir(), "Caddyfile")
 			if err := os.WriteFile(caddyfile, []byte(ports.Replace(string(src))), 0o600); err != nil {
 				t.Fatal(err)

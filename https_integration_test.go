@@ -36,13 +36,13 @@ func TestHTTPSEndToEnd(t *testing.T) {
 	// fixed port could be shared with another Caddy: SO_REUSEPORT).
 	backendPort := freePort(t)
 	cfg := strings.NewReplacer(
-		"localhost:2019", fmt.Sprintf("localhost:%d", adminPort),
-		"http_port 8080", fmt.Sprintf("http_port %d", httpPort),
-		"https_port 8443", fmt.Sprintf("https_port %d", httpsPort),
-		"localhost:8443", fmt.Sprintf("localhost:%d", httpsPort),
-		"localhost:8081", fmt.Sprintf("localhost:%d", backendPort),
+		"localhost:2121", fmt.Sprintf("localhost:%d", adminPort),
+		"http_port 8121", fmt.Sprintf("http_port %d", httpPort),
+		"https_port 8123", fmt.Sprintf("https_port %d", httpsPort),
+		"localhost:8123", fmt.Sprintf("localhost:%d", httpsPort),
+		"localhost:8122", fmt.Sprintf("localhost:%d", backendPort),
 	).Replace(string(src))
-	for _, fixed := range []string{"2019", "8080", "8443", "8081"} {
+	for _, fixed := range []string{"2121", "8121", "8123", "8122"} {
 		if strings.Contains(cfg, fixed) {
 			t.Fatalf("port %s left in the example's copy", fixed)
 		}
