@@ -41,6 +41,7 @@ func TestHTTPSEndToEnd(t *testing.T) {
 		"https_port 8123", fmt.Sprintf("https_port %d", httpsPort),
 		"localhost:8123", fmt.Sprintf("localhost:%d", httpsPort),
 		"localhost:8122", fmt.Sprintf("localhost:%d", backendPort),
+		"localhost:8121", fmt.Sprintf("localhost:%d", httpPort),
 	).Replace(string(src))
 	for _, fixed := range []string{"2121", "8121", "8123", "8122"} {
 		if strings.Contains(cfg, fixed) {
@@ -145,8 +146,9 @@ func TestHTTPSEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusPermanentRedirect || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
-		t.Errorf("plain HTTP: %d, Location %q; want a 308 to https", resp.StatusCode, resp.Header.Get("Location"))
+	// The redirect keeps the HTTPS port, so `curl -L` lands on the gate.
+	if want := fmt.Sprintf("https://localhost:%d%s", httpsPort, d.path); resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("plain HTTP: %d, Location %q; want a 308 to %s", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
 }
 
