@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -231,5 +232,40 @@ func TestUnsetEnvSecretNamed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "environment variable WEBHOOKAUTH_SURELY_UNSET_42 is unset or empty") ||
 		!strings.Contains(err.Error(), "{env.WEBHOOKAUTH_SURELY_UNSET_42}") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// The subdirective list each directive suggests from is the list its
+// parser takes: every name an unknown subdirective's error offers is
+// known to the parser, and a typo gets the nearest one.
+func TestSubdirectiveSuggestions(t *testing.T) {
+	adapt := func(block string) error {
+		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(":8080 {\n\troute {\n\t\t"+block+"\n\t}\n}\n"), nil)
+		return err
+	}
+	for _, c := range []struct{ open, typo, want string }{
+		{"webhook_auth github", "dedup_scop", "did you mean dedup_scope?"},
+		{"webhook_rate_limit", "max_key", "did you mean max_keys?"},
+		{"webhook_queue q", "retyr", "did you mean retry?"},
+	} {
+		err := adapt(c.open + " {\n\t\t\t" + c.typo + " x\n\t\t}")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s: %v", c.open, c.typo, err)
+		}
+		err = adapt(c.open + " {\n\t\t\tzzzzzzzzzz x\n\t\t}")
+		_, list, ok := strings.Cut(fmt.Sprint(err), "(it takes ")
+		if !ok {
+			t.Fatalf("%s: no list of subdirectives in %v", c.open, err)
+		}
+		list, _, _ = strings.Cut(list, ")")
+		names := strings.Split(list, ", ")
+		if len(names) < 9 {
+			t.Fatalf("%s: %d subdirectives listed", c.open, len(names))
+		}
+		for _, n := range names {
+			if err := adapt(c.open + " {\n\t\t\t" + n + " x\n\t\t}"); err != nil && strings.Contains(err.Error(), "unknown subdirective") {
+				t.Errorf("%s lists %q, which its parser does not know: %v", c.open, n, err)
+			}
+		}
 	}
 }

@@ -49,6 +49,7 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		return nil, d.Errf("%s: unexpected argument '%s' (the name is the only argument; settings go in the block)", name, d.Val())
 	}
 	b := cfparse.NewBlock(d, name)
+	b.Known = subdirectives
 	err := b.Each(0, func(sub string) error {
 		var err error
 		switch sub {
@@ -163,3 +164,6 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 	}
 	return q, nil
 }
+
+// subdirectives are the subdirectives, for the suggestion an unknown one gets.
+var subdirectives = []string{"store", "path", "deliver", "respond", "retry", "max_attempts", "max_age", "retry_on", "concurrency", "rate", "max_pending", "max_bytes", "retain", "timeout"}

@@ -37,6 +37,7 @@ func (handler *Handler) UnmarshalCaddyfile(h *caddyfile.Dispenser) error {
 		return h.Errf("%s: unexpected argument '%s' (the name is the only argument; settings go in the block)", name, h.Val())
 	}
 	b := cfparse.NewBlock(h, name)
+	b.Known = subdirectives
 	err := b.Each(0, func(sub string) error {
 		var err error
 		switch sub {
@@ -115,3 +116,6 @@ func parseRate(v string) (int64, time.Duration, error) {
 }
 
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// subdirectives are the subdirectives, for the suggestion an unknown one gets.
+var subdirectives = []string{"key", "rate", "burst", "max_keys", "store", "on_store_error", "count", "headers", "on_reject"}

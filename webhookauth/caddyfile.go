@@ -71,6 +71,7 @@ func (handler *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("%s: unexpected argument '%s' (the provider is the only argument; settings go in the block)", name, d.Val())
 	}
 	b := cfparse.NewBlock(d, name, "secret", "public_key", "topic_arn")
+	b.Known = subdirectives
 	if err := b.Each(0, func(sub string) error { return handler.unmarshalSub(b, sub) }); err != nil {
 		return err
 	}
@@ -283,3 +284,6 @@ func envPlaceholderAt(file string, line int) string {
 	}
 	return ""
 }
+
+// subdirectives are the subdirectives, for the suggestion an unknown one gets.
+var subdirectives = []string{"secret", "public_key", "tolerance", "dedup", "dedup_claim_ttl", "dedup_scope", "read_timeout", "forward_signature", "handshake", "verify_token", "topic_arn", "confirm_subscription", "webhook_id", "audience", "service_account", "store", "on_store_error", "max_body", "methods", "mode", "on_reject", "signature_header", "signature_format", "signature_prefix", "algorithm", "encoding", "signed_payload", "timestamp_header", "signature_field", "signature_items", "public_url", "body_hash_query", "timestamp_field", "timestamp_format", "id_header", "event_header", "signature_separator", "timestamp_key", "secret_encoding"}

@@ -2,6 +2,7 @@ package webhookauth
 
 import (
 	"fmt"
+	"github.com/webhookauth/caddy-webhookauth/internal/cfparse"
 	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 	"net/http"
 	"slices"
@@ -689,60 +690,15 @@ func LookupPreset(name string) (Preset, error) {
 	return *p, nil
 }
 
-// nearNames returns the preset names and aliases within a small edit
-// distance of name (a typo: githib, strpe), or that it starts (micro →
-// microsoft_teams), closest first, at most three.
+// nearNames returns the preset names and aliases nearest to name (a
+// typo: githib, strpe; or a prefix: micro), at most three.
 func nearNames(name string) []string {
-	type cand struct {
-		name string
-		d    int
-	}
-	var cands []cand
-	limit := 1 + len(name)/5 // 1 for short names, 2 from 5 letters, …
+	names := make([]string, 0, len(byName))
 	for n := range byName {
-		d := editDistance(name, n)
-		if len(name) >= 4 && strings.HasPrefix(n, name) {
-			d = min(d, 1)
-		}
-		if d <= limit {
-			cands = append(cands, cand{n, d})
-		}
+		names = append(names, n)
 	}
-	sort.Slice(cands, func(i, j int) bool {
-		if cands[i].d != cands[j].d {
-			return cands[i].d < cands[j].d
-		}
-		return cands[i].name < cands[j].name
-	})
-	var out []string
-	for _, c := range cands {
-		if len(out) == 3 || c.d > cands[0].d {
-			break
-		}
-		out = append(out, c.name)
-	}
-	return out
-}
-
-// editDistance is the Levenshtein distance between a and b (bytes).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	sort.Strings(names)
+	return cfparse.Nearest(name, names, 1+len(name)/5)
 }
 
 // PresetNames lists the providers' names (not aliases), sorted.

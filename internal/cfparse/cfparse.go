@@ -18,8 +18,11 @@ import (
 // Block walks the subdirectives of a directive's block and rejects any
 // that appears twice unless it is marked repeatable.
 type Block struct {
-	D          *caddyfile.Dispenser
-	Directive  string
+	D         *caddyfile.Dispenser
+	Directive string
+	// Known are the directive's subdirectives, for the suggestion an
+	// unknown one gets ("did you mean dedup_scope?").
+	Known      []string
 	seen       map[string]bool
 	repeatable map[string]bool
 }
@@ -115,9 +118,60 @@ func (b *Block) Duration() (time.Duration, error) {
 	return dur, nil
 }
 
-// Unknown is the error for a subdirective the directive does not have.
+// Unknown is the error for a subdirective the directive does not have,
+// with the nearest known names when one is close (a typo).
 func (b *Block) Unknown(name string) error {
+	if near := Nearest(name, b.Known, 2); len(near) > 0 {
+		return b.D.Errf("%s: unknown subdirective '%s'; did you mean %s?", b.Directive, name, strings.Join(near, " or "))
+	}
+	if len(b.Known) > 0 {
+		return b.D.Errf("%s: unknown subdirective '%s' (it takes %s)", b.Directive, name, strings.Join(b.Known, ", "))
+	}
 	return b.D.Errf("%s: unknown subdirective '%s'", b.Directive, name)
+}
+
+// Nearest returns the names within limit edits of name (or that it
+// starts, from four letters), the closest ones only, at most three.
+func Nearest(name string, names []string, limit int) []string {
+	best := limit + 1
+	var out []string
+	for _, n := range names {
+		d := EditDistance(name, n)
+		if len(name) >= 4 && strings.HasPrefix(n, name) {
+			d = min(d, 1)
+		}
+		switch {
+		case d < best:
+			best, out = d, []string{n}
+		case d == best && len(out) < 3:
+			out = append(out, n)
+		}
+	}
+	if best > limit {
+		return nil
+	}
+	return out
+}
+
+// EditDistance is the Levenshtein distance between a and b (bytes).
+func EditDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // ParseRate reads <events>/<window> (60/1m; 10/s reads as 10/1s).
