@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -426,5 +427,27 @@ func TestCLIVerifyFetched(t *testing.T) {
 	}
 	if ks.Total() != before {
 		t.Fatal("the key server was asked for a URL off the allowlist")
+	}
+}
+
+// One error style: every webhook subcommand reports a user's error as
+// Caddy's own subcommands do, one JSON log line on standard error and
+// exit 1, with the nearest preset names for a typo.
+func TestCLIErrorStyle(t *testing.T) {
+	for _, args := range [][]string{
+		{"webhook", "providers", "--provider", "githib"},
+		{"webhook", "sign", "--provider", "githib", "--secret", "x"},
+		{"webhook", "verify", "--provider", "githib", "--secret-env", "HOME", "--url", "https://x/", "--body-file", "/dev/null"},
+		{"webhook", "queue", "list", "--address", "127.0.0.1:1"},
+	} {
+		stdout, stderr, code := runCLI(t, nil, nil, args...)
+		var line struct{ Level, Msg string }
+		if code != 1 || json.Unmarshal([]byte(strings.TrimSpace(stderr)), &line) != nil || line.Level != "error" || stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+			continue
+		}
+		if args[1] != "queue" && !strings.Contains(line.Msg, "did you mean github?") {
+			t.Errorf("%v: %q", args, line.Msg)
+		}
 	}
 }

@@ -95,22 +95,30 @@ func providersCommand() *cobra.Command {
 	cmd.Flags().StringP("provider", "p", "", "show this preset's full entry")
 	cmd.Flags().Bool("wide", false, "one line a provider with every column (aliases, signature header, whole scheme)")
 	cmd.Flags().Bool("json", false, "the catalogue as JSON, one object a provider")
-	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		if name, _ := c.Flags().GetString("provider"); name != "" {
-			p, err := webhookauth.LookupPreset(name)
-			if err != nil {
-				return err
+	// Errors as Caddy's own subcommands print them (a log line on
+	// standard error, exit 1), like every other webhook subcommand.
+	cmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+		err := func() error {
+			if name := fl.String("provider"); name != "" {
+				p, err := webhookauth.LookupPreset(name)
+				if err != nil {
+					return err
+				}
+				return writeProvider(cmd.OutOrStdout(), p)
 			}
-			return writeProvider(c.OutOrStdout(), p)
+			if fl.Bool("json") {
+				return writeProvidersJSON(cmd.OutOrStdout())
+			}
+			if fl.Bool("wide") {
+				return writeProviders(cmd.OutOrStdout())
+			}
+			return writeProvidersNarrow(cmd.OutOrStdout())
+		}()
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
 		}
-		if j, _ := c.Flags().GetBool("json"); j {
-			return writeProvidersJSON(c.OutOrStdout())
-		}
-		if wide, _ := c.Flags().GetBool("wide"); wide {
-			return writeProviders(c.OutOrStdout())
-		}
-		return writeProvidersNarrow(c.OutOrStdout())
-	}
+		return caddy.ExitCodeSuccess, nil
+	})
 	return cmd
 }
 
