@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
 // shellCommands returns the commands in the ```sh blocks of a README.
@@ -215,5 +217,40 @@ func TestQuickstartJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("examples/quickstart/caddy.json is not the adapted Caddyfile; regenerate it with\n  go run ./cmd/caddy adapt --config examples/quickstart/Caddyfile --pretty > examples/quickstart/caddy.json\nadapt gives:\n%s", adapted)
+	}
+}
+
+// The first hour, kept fixed: no two examples share a port (two Caddy
+// processes on one port split its requests silently: SO_REUSEPORT), and
+// no secret in the README's or an example's commands is short enough to
+// make the gate warn on the user's first step.
+func TestExamplesPortsAndSecrets(t *testing.T) {
+	files, _ := filepath.Glob("examples/*/*")
+	owner := map[string]string{}
+	portRe := regexp.MustCompile(`(?:localhost:|http_port |https_port )(\d{4,5})\b`)
+	secretRe := regexp.MustCompile(`\b[A-Z][A-Z_]*_(?:SECRET|TOKEN|KEY)=(\S+)`)
+	docs := append([]string{"README.md"}, files...)
+	for _, f := range docs {
+		raw, err := os.ReadFile(f)
+		if err != nil || strings.HasSuffix(f, ".json") {
+			continue
+		}
+		dir := filepath.Dir(f)
+		if filepath.Base(f) == "Caddyfile" || strings.HasSuffix(f, ".Caddyfile") {
+			for _, m := range portRe.FindAllStringSubmatch(string(raw), -1) {
+				if o, ok := owner[m[1]]; ok && o != dir {
+					t.Errorf("port %s is used by %s and %s", m[1], o, dir)
+				}
+				owner[m[1]] = dir
+			}
+		}
+		for _, m := range secretRe.FindAllStringSubmatch(string(raw), -1) {
+			if v := strings.Trim(m[1], `'"`); !strings.HasPrefix(v, "{") && !strings.HasPrefix(v, "$") && len(v) < webhookauth.MinSecretLength {
+				t.Errorf("%s: the secret %q is shorter than %d bytes: the gate warns about it", f, v, webhookauth.MinSecretLength)
+			}
+		}
+	}
+	if len(owner) < 20 {
+		t.Fatalf("only %d ports found in the examples", len(owner))
 	}
 }
