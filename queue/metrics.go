@@ -1,13 +1,14 @@
 package queue
 
 import (
-	"errors"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/gate"
 )
 
 // The queues' metrics, in Caddy's registry. Labels are bounded: the
@@ -51,20 +52,8 @@ var metrics = sync.OnceValue(func() *metricSet {
 
 // registerMetrics registers the queue metrics in ctx's registry, once.
 func registerMetrics(ctx caddy.Context) error {
-	reg := ctx.GetMetricsRegistry()
-	if reg == nil {
-		return nil
-	}
 	m := metrics()
-	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.attempts, m.latency, m.state} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) || are.ExistingCollector != c {
-				return err
-			}
-		}
-	}
-	return nil
+	return gate.RegisterCollectors(ctx, m.accepted, m.refused, m.attempts, m.latency, m.state)
 }
 
 // runtimeMetrics are one queue's series.

@@ -61,12 +61,20 @@ var metrics = sync.OnceValue(func() *metricSet {
 // being loaded. Handlers call it from Provision; registering again in the
 // same registry is a no-op.
 func RegisterMetrics(ctx caddy.Context) error {
+	m := metrics()
+	return RegisterCollectors(ctx, m.requests, m.verify, m.rateDecisions, m.storeErrors, m.secretMatches, m.keyLookups)
+}
+
+// RegisterCollectors registers collectors in ctx's metrics registry,
+// once per registry: a collector already registered there (by an earlier
+// handler, or the config before a reload) is fine, another one under the
+// same name is an error.
+func RegisterCollectors(ctx caddy.Context, cs ...prometheus.Collector) error {
 	reg := ctx.GetMetricsRegistry()
 	if reg == nil {
 		return nil
 	}
-	m := metrics()
-	for _, c := range []prometheus.Collector{m.requests, m.verify, m.rateDecisions, m.storeErrors, m.secretMatches, m.keyLookups} {
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) || are.ExistingCollector != c {
