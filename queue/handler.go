@@ -231,6 +231,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.rt = val.(*runtime)
 	if st, ok := h.rt.store.(*LocalStore); ok && st.db.Path() != path {
 		pool.Delete(h.poolKey)
+		h.poolKey, h.rt = "", nil // Cleanup must not let go of it twice
 		return fmt.Errorf("webhook_queue %s: the queue is open at %s already; a queue's path changes with a restart", h.Name, st.db.Path())
 	}
 
