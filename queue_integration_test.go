@@ -492,22 +492,7 @@ func TestQueueSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "run", "--config", file)
-		cmd.Env = append(os.Environ(), "HOME="+dir)
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitUntil(t, 20*time.Second, "caddy to start", func() bool {
-			resp, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", admin))
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err == nil
-		})
-		return cmd
-	}
+	start := func() *exec.Cmd { return startCaddyProcess(t, bin, file, dir, admin, &logs) }
 	url := fmt.Sprintf("http://127.0.0.1:%d/gh", port)
 	acked := map[string]string{} // queue id -> body
 	var mu sync.Mutex
@@ -619,13 +604,8 @@ func TestQueueReloadUnderLoad(t *testing.T) {
 	}
 	file := filepath.Join(dir, "Caddyfile")
 	os.WriteFile(file, []byte(config(0)), 0o600)
-	cmd := exec.Command(bin, "run", "--config", file)
-	cmd.Env = append(os.Environ(), "HOME="+dir)
 	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startCaddyProcess(t, bin, file, dir, admin, &logs)
 	defer func() {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -634,13 +614,6 @@ func TestQueueReloadUnderLoad(t *testing.T) {
 		}
 	}()
 	adminBase := fmt.Sprintf("http://localhost:%d", admin)
-	waitUntil(t, 20*time.Second, "caddy to start", func() bool {
-		resp, err := http.Get(adminBase + "/config/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
 	url := fmt.Sprintf("http://127.0.0.1:%d/q", port)
 	var mu sync.Mutex
 	acked := map[string]bool{}
@@ -860,4 +833,25 @@ func TestQueueExample(t *testing.T) {
 	waitUntil(t, 30*time.Second, "the queue to empty into the backend", func() bool {
 		return regexp.MustCompile(`(?m)^github\s+0\s+0\s+0\s+0\s`).MatchString(run(cmds[4]))
 	})
+}
+
+// startCaddyProcess runs the Caddy built from this repository on file,
+// its home in dir and its output in logs, and waits for its admin API on
+// admin. The caller stops it (SIGKILL included).
+func startCaddyProcess(t *testing.T, bin, file, dir string, admin int, logs *bytes.Buffer) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, "run", "--config", file)
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "caddy to start", func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", admin))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	return cmd
 }
