@@ -18,8 +18,8 @@ import (
 // disk. bbolt is a copy-on-write B+tree with one writer at a time; a
 // transaction that returns nil has been written and fsynced (the file,
 // then its meta page), so a crash leaves the last committed state and
-// nothing torn. Concurrent accepts are coalesced by DB.Batch into one
-// transaction and one fsync (group commit): durable and fast at once.
+// nothing torn. Concurrent accepts are coalesced into one transaction
+// and one fsync (group commit, see committer): durable and fast at once.
 //
 // Buckets, keys sorted so that "what is next" is a cursor seek, never a
 // scan:
@@ -41,7 +41,22 @@ type LocalStore struct {
 	// reads memory, not the file.
 	mu  sync.Mutex
 	mem Stats
+
+	// adds feeds the committer; quit stops it (Close).
+	adds      chan addReq
+	quit      chan struct{}
+	committed chan struct{}
 }
+
+// addReq is one accept waiting for the committer.
+type addReq struct {
+	fn   func(tx *bolt.Tx, st *Stats) error
+	done chan error
+}
+
+// maxGroup bounds one group commit, so a flood of accepts still gets
+// answers as each group lands rather than all at once.
+const maxGroup = 512
 
 var (
 	bItems    = []byte("items")
@@ -83,17 +98,86 @@ func OpenLocal(path string) (*LocalStore, error) {
 		db.Close()
 		return nil, err
 	}
-	// Group commit: writers that arrive within a millisecond share one
-	// transaction and one fsync. bbolt's default (10ms) makes a writer
-	// wait longer than the fsync it shares.
-	db.MaxBatchDelay = time.Millisecond
-	s := &LocalStore{db: db}
+	s := &LocalStore{db: db, adds: make(chan addReq, maxGroup), quit: make(chan struct{}), committed: make(chan struct{})}
 	db.View(func(tx *bolt.Tx) error {
 		s.mem = getStats(tx)
 		return nil
 	})
 	releasePages(db, path)
+	go s.committer()
 	return s, nil
+}
+
+// committer is the group commit of accepts: it takes every accept that
+// arrived while the previous transaction was committing, writes them in
+// one transaction and one fsync, and answers each. Nobody waits for a
+// timer: an accept alone is committed at once, and under load a group
+// grows to what arrived during one fsync. (bbolt's own DB.Batch waits
+// MaxBatchDelay after the first writer and then splits writers that
+// arrive in a trickle, as bodies read from the network do, into groups
+// of their own, each paying a whole fsync.) If a group fails, each of
+// its accepts is tried alone, so one that cannot be stored does not
+// take the others with it.
+func (s *LocalStore) committer() {
+	defer close(s.committed)
+	group := make([]addReq, 0, maxGroup)
+	for {
+		select {
+		case r := <-s.adds:
+			group = append(group[:0], r)
+		case <-s.quit:
+			return
+		}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case r := <-s.adds:
+				group = append(group, r)
+			default:
+				break more
+			}
+		}
+		err := s.write(func(tx *bolt.Tx, st *Stats) error {
+			for _, r := range group {
+				if err := r.fn(tx, st); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil || len(group) == 1 {
+			for _, r := range group {
+				r.done <- err
+			}
+			continue
+		}
+		for _, r := range group {
+			r.done <- s.write(r.fn)
+		}
+	}
+}
+
+// batch runs fn in a group commit (see committer).
+func (s *LocalStore) batch(fn func(tx *bolt.Tx, st *Stats) error) error {
+	r := addReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.adds <- r:
+	case <-s.quit:
+		return bolt.ErrDatabaseNotOpen
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-s.committed:
+		// The committer answers before it stops: an answer waiting
+		// means the accept was committed (or refused) after all.
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return bolt.ErrDatabaseNotOpen
+		}
+	}
 }
 
 func timeKey(t time.Time, id string) []byte {
@@ -122,11 +206,8 @@ func putStats(tx *bolt.Tx, s Stats) error {
 }
 
 // write runs fn in a write transaction with the counts, saves them, and
-// publishes them once the transaction has committed. With batch, fn
-// shares a transaction (and an fsync) with concurrent writers; bbolt
-// may then run it more than once, which is safe: each run starts from
-// the transaction's own state.
-func (s *LocalStore) write(batch bool, fn func(tx *bolt.Tx, st *Stats) error) error {
+// publishes them once the transaction has committed.
+func (s *LocalStore) write(fn func(tx *bolt.Tx, st *Stats) error) error {
 	run := func(tx *bolt.Tx) error {
 		st := getStats(tx)
 		if err := fn(tx, &st); err != nil {
@@ -142,14 +223,11 @@ func (s *LocalStore) write(batch bool, fn func(tx *bolt.Tx, st *Stats) error) er
 		})
 		return nil
 	}
-	if batch {
-		return s.db.Batch(run)
-	}
 	return s.db.Update(run)
 }
 
 // update is write without batching (operators' changes).
-func (s *LocalStore) update(fn func(tx *bolt.Tx, st *Stats) error) error { return s.write(false, fn) }
+func (s *LocalStore) update(fn func(tx *bolt.Tx, st *Stats) error) error { return s.write(fn) }
 
 func getItem(tx *bolt.Tx, id string) (*Item, error) {
 	raw := tx.Bucket(bItems).Get([]byte(id))
@@ -179,25 +257,33 @@ func (s *LocalStore) Add(it *Item, req *Request, body []byte) error {
 	}
 	it.State = StatePending
 	it.Size = len(body)
-	return s.write(true, func(tx *bolt.Tx, st *Stats) error {
+	// Encoded here, not in the transaction: the group commit runs one
+	// transaction at a time, and whatever it does is on every accept's
+	// path.
+	rawItem, err := json.Marshal(it)
+	if err != nil {
+		return err
+	}
+	id, dueKey := []byte(it.ID), timeKey(it.Due, it.ID)
+	return s.batch(func(tx *bolt.Tx, st *Stats) error {
 		// Ids (and due times of new items) only grow: pages filled to
 		// 90% instead of bbolt's half, as for appends.
 		for _, name := range [][]byte{bItems, bRequests, bBodies, bDue, bPending} {
 			tx.Bucket(name).FillPercent = 0.9
 		}
-		if err := putItem(tx, it); err != nil {
+		if err := tx.Bucket(bItems).Put(id, rawItem); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bRequests).Put([]byte(it.ID), rawReq); err != nil {
+		if err := tx.Bucket(bRequests).Put(id, rawReq); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bBodies).Put([]byte(it.ID), body); err != nil {
+		if err := tx.Bucket(bBodies).Put(id, body); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bDue).Put(timeKey(it.Due, it.ID), nil); err != nil {
+		if err := tx.Bucket(bDue).Put(dueKey, nil); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bPending).Put([]byte(it.ID), nil); err != nil {
+		if err := tx.Bucket(bPending).Put(id, nil); err != nil {
 			return err
 		}
 		st.Pending++
@@ -533,4 +619,12 @@ func (s *LocalStore) Stats() (Stats, error) {
 }
 
 // Close implements Store.
-func (s *LocalStore) Close() error { return s.db.Close() }
+func (s *LocalStore) Close() error {
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+	<-s.committed
+	return s.db.Close()
+}

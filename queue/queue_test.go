@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -282,5 +284,75 @@ func TestIDs(t *testing.T) {
 	}
 	if got, ok := idTime(a); !ok || !got.Equal(t0) {
 		t.Fatalf("idTime %v", got)
+	}
+}
+
+// The group commit: concurrent accepts share transactions; one that
+// cannot be stored (a key beyond bbolt's limit) fails alone, the others
+// in its group are stored; an accept racing Close either was stored (and
+// is there after a reopen) or got an error, never a nil for nothing.
+func TestLocalStoreGroupCommit(t *testing.T) {
+	s, path := openTemp(t)
+	req := &Request{Method: "POST", URI: "/", Header: http.Header{}}
+	const n = 64
+	errs := make([]error, n)
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		ids[i] = NewID(t0.Add(time.Duration(i)))
+		if i == n/2 {
+			ids[i] = strings.Repeat("x", bolt.MaxKeySize+1)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Add(&Item{ID: ids[i], Received: t0, Due: t0}, req, []byte("b"))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i == n/2) {
+			t.Fatalf("accept %d: %v", i, err)
+		}
+	}
+	if st := stats(t, s); st.Pending != n-1 {
+		t.Fatalf("pending %d, want %d", st.Pending, n-1)
+	}
+
+	// Close while accepts are arriving.
+	stored := make(chan string, 1000)
+	var wg2 sync.WaitGroup
+	for w := range 8 {
+		wg2.Add(1)
+		go func() {
+			defer wg2.Done()
+			for i := range 100 {
+				id := NewID(t0.Add(time.Hour + time.Duration(w*1000+i)))
+				if s.Add(&Item{ID: id, Received: t0, Due: t0}, req, []byte("b")) == nil {
+					stored <- id
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg2.Wait()
+	close(stored)
+	s2, err := OpenLocal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	count := 0
+	for id := range stored {
+		count++
+		if _, _, body, err := s2.Load(id); err != nil || string(body) != "b" {
+			t.Fatalf("%s was acknowledged before Close but is not stored: %v", id, err)
+		}
+	}
+	if st := stats(t, s2); st.Pending != int64(n-1+count) {
+		t.Fatalf("pending %d after the reopen, want %d", st.Pending, n-1+count)
 	}
 }

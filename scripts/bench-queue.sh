@@ -17,6 +17,7 @@
 #
 #   ./scripts/bench-queue.sh            # everything (about 8 minutes, ~2 GB of disk in /tmp)
 #   ACCEPT_N=5000 DRAIN_N=20000 BIG_N=100000 THROTTLE_N=300 ./scripts/bench-queue.sh   # smaller
+#   ACCEPT_ONLY=1 ./scripts/bench-queue.sh   # section 1 alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACCEPT_N=${ACCEPT_N:-20000}
@@ -104,7 +105,7 @@ for size in 1024 65536; do
 	n=$ACCEPT_N
 	[ "$size" -gt 1024 ] && n=$((ACCEPT_N / 4))
 	out=$(hey -n "$n" -c 32 -m POST -T application/json -D "$work/body" "http://127.0.0.1:$port/q")
-	codes=$(echo "$out" | awk '/\[[0-9]+\]/ {printf "%s ", $0}')
+	codes=$(echo "$out" | awk '/^ *\[[0-9]+\][[:space:]]+[0-9]+ responses/ {printf "%s ", $1 " " $2}')
 	echo "through Caddy (hey, $n requests), $((size / 1024)) KiB: $(echo "$out" | hey_rate) req/s, p99 $(echo "$out" | hey_p99) (status $codes)"
 	if command -v wrk >/dev/null; then
 		# wrk, a lighter client (C, 2 threads), for the share of the
@@ -119,6 +120,7 @@ LUA
 	fi
 done
 go test ./queue -run '^$' -bench LocalStoreAdd -benchtime 3000x -cpu 2 | awk '/^Benchmark/ {printf "store alone, %s: %.0f writes/s\n", $1, 1e9/$3}'
+[ -n "${ACCEPT_ONLY:-}" ] && exit 0
 
 echo "== 2. drain $DRAIN_N items of 1 KiB at concurrency 4"
 curl -sf "http://localhost:$admin/webhook/queues/bench" ; echo
