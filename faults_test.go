@@ -625,3 +625,40 @@ http://127.0.0.1:%d {
 		}
 	}
 }
+
+// TestClusterStartWithDeadNode: a Caddy server started while one of the
+// Cluster nodes its Caddyfile lists is down (a master killed, its
+// replica promoted) serves from its first request. The dead node is
+// listed first, and three servers are started one after another, each
+// sent deliveries at once: every answer is 200.
+func TestClusterStartWithDeadNode(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 1)
+	var victim *redistest.Server
+	for _, m := range c.Masters() {
+		victim = m
+		break
+	}
+	victim.Kill()
+	c.WaitMasters(3, redistest.ClusterNodeTimeout+10*time.Second)
+	addrs := []string{victim.Addr}
+	for _, a := range c.Addrs() {
+		if a != victim.Addr {
+			addrs = append(addrs, a)
+		}
+	}
+	be, backend := newFaultBackend(t)
+	for run := range 3 {
+		p := startCaddyOn(t, "address "+strings.Join(addrs, " "), backend)
+		// Distinct delivery ids: their dedup keys spread over the slots
+		// of every master.
+		for i := range 30 {
+			id := fmt.Sprintf("start-%d-%d", run, i)
+			if code, body := do(t, githubDelivery(t, p.url, id)); code != 200 {
+				t.Fatalf("server %d, delivery %d: %d %s", run+1, i+1, code, body)
+			}
+		}
+	}
+	if got := len(be.snapshot()); got != 90 {
+		t.Fatalf("the backend got %d distinct deliveries, want 90", got)
+	}
+}

@@ -6,8 +6,10 @@ package store
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 	"github.com/webhookauth/caddy-webhookauth/ratelimit"
@@ -140,3 +142,12 @@ var (
 	_ webhookauth.DedupProvider = (*App)(nil)
 	_ webhookauth.KeySource     = (*App)(nil)
 )
+
+// QueueRedis gives webhook_queue's `store redis` the process's Redis
+// client, the key prefix and the call timeout.
+func (a *App) QueueRedis() (redis.UniversalClient, string, time.Duration, error) {
+	if err := a.needRedis("redis"); err != nil {
+		return nil, "", 0, err
+	}
+	return a.client.UniversalClient, a.Redis.keyPrefix() + "q:", a.Redis.timeout(), nil
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -132,6 +133,11 @@ func (c *RedisConfig) options() (*redis.UniversalOptions, error) {
 	t := c.timeout()
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = t, t, t
 	opts.PoolTimeout = t
+	// One dial per attempt: go-redis' default of five, with backoff
+	// between them, spends a call's whole timeout on a node that is
+	// down (a Cluster node that died, listed in the Caddyfile) before
+	// the next node is tried. The next call dials again.
+	opts.DialerRetries = 1
 	opts.MaxRetries = 1
 	opts.ContextTimeoutEnabled = true
 	return opts, nil
@@ -195,7 +201,12 @@ func newClient(opts *redis.UniversalOptions) redis.UniversalClient {
 	if opts.MasterName == "" && len(opts.Addrs) > 1 {
 		co := opts.Cluster()
 		co.ClusterStateReloadInterval = clusterReload
-		return redis.NewClusterClient(co)
+		c := redis.NewClusterClient(co)
+		// The slot map is loaded now, in the background, from whichever
+		// listed node answers (a dead one costs one refused dial), rather
+		// than by the first request within its timeout.
+		c.ReloadState(context.Background())
+		return c
 	}
 	return redis.NewUniversalClient(opts)
 }
