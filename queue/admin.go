@@ -61,9 +61,13 @@ func info(rt *runtime) (QueueInfo, error) {
 	if err != nil {
 		return QueueInfo{}, err
 	}
-	inflight := rt.inFlight()
+	inflight, paused := rt.inFlight(), rt.paused.Load()
+	if rt.shared {
+		// The fleet's queue, as every server sees it.
+		inflight, paused = st.InFlight, st.Paused
+	}
 	return QueueInfo{Name: rt.name, Pending: st.Pending - inflight, InFlight: inflight, Dead: st.Dead, Retained: st.Retained,
-		Bytes: st.Bytes, OldestPending: age(st, rt.now()).Seconds(), Paused: rt.paused.Load()}, nil
+		Bytes: st.Bytes, OldestPending: age(st, rt.now()).Seconds(), Paused: paused}, nil
 }
 
 func apiError(status int, format string, args ...any) error {

@@ -119,7 +119,16 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 			}
 		case "max_bytes":
 			q.MaxBytes, err = b.Size()
-		case "max_age", "retain", "timeout":
+		case "min_replicas":
+			var v string
+			if v, err = b.OneArg(); err == nil {
+				n, perr := strconv.Atoi(v)
+				if perr != nil || n < 0 {
+					return d.Errf("%s: 'min_replicas %s' must be a whole number (0: do not wait for replicas)", name, v)
+				}
+				q.MinReplicas = n
+			}
+		case "max_age", "retain", "timeout", "visibility_timeout":
 			var dur caddy.Duration
 			v, derr := b.Duration()
 			if derr != nil {
@@ -131,6 +140,8 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 				q.MaxAge = dur
 			case "retain":
 				q.Retain = dur
+			case "visibility_timeout":
+				q.VisibilityTimeout = dur
 			default:
 				q.Timeout = dur
 			}
@@ -166,4 +177,4 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 }
 
 // subdirectives are the subdirectives, for the suggestion an unknown one gets.
-var subdirectives = []string{"store", "path", "deliver", "respond", "retry", "max_attempts", "max_age", "retry_on", "concurrency", "rate", "max_pending", "max_bytes", "retain", "timeout"}
+var subdirectives = []string{"store", "path", "deliver", "respond", "retry", "max_attempts", "max_age", "retry_on", "concurrency", "rate", "max_pending", "max_bytes", "retain", "timeout", "visibility_timeout", "min_replicas"}

@@ -7,6 +7,7 @@
 package queue
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/webhookauth/caddy-webhookauth/internal/gate"
+	"github.com/webhookauth/caddy-webhookauth/ratelimit"
 )
 
 func init() {
@@ -49,8 +51,18 @@ type Handler struct {
 	Name string `json:"name"`
 
 	// Store is local (default): an embedded, crash-safe store on local
-	// disk. (redis is the fleet's, next.)
+	// disk; or redis: the queue on Redis Streams, shared by every Caddy
+	// server on the webhook app's Redis (single node, Sentinel, Cluster).
 	Store string `json:"store,omitempty"`
+
+	// VisibilityTimeout (store redis): an item a server took and did not
+	// finish within it (the server died or hung) is taken by another. By
+	// default, the attempt timeout plus 30s; it must exceed the timeout.
+	VisibilityTimeout caddy.Duration `json:"visibility_timeout,omitempty"`
+
+	// MinReplicas (store redis): the sender's 2xx waits until Redis'
+	// WAIT confirms the item reached that many replicas. By default, 0.
+	MinReplicas int `json:"min_replicas,omitempty"`
 
 	// Path is the directory of the store's file, <name>.db, made 0700
 	// (the file 0600: the bodies rest there as they arrived). By default,
@@ -107,11 +119,12 @@ type Handler struct {
 	// Timeout bounds one attempt. By default, 60s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	rt      *runtime
-	deliver caddyhttp.MiddlewareHandler
-	poolKey string
-	logger  *zap.Logger
-	maxBody int64
+	rt          *runtime
+	reconfigure func(Store)
+	deliver     caddyhttp.MiddlewareHandler
+	poolKey     string
+	logger      *zap.Logger
+	maxBody     int64
 }
 
 // Defaults.
@@ -144,10 +157,25 @@ func (h *Handler) Validate() error {
 	}
 	switch h.Store {
 	case "", "local":
+		if h.VisibilityTimeout != 0 || h.MinReplicas != 0 {
+			return fmt.Errorf("webhook_queue %s: visibility_timeout and min_replicas apply to store redis", h.Name)
+		}
 	case "redis":
-		return fmt.Errorf("webhook_queue %s: store redis is not available yet: use store local", h.Name)
+		if h.Path != "" {
+			return fmt.Errorf("webhook_queue %s: path applies to store local; store redis keeps the queue in Redis", h.Name)
+		}
+		timeout := time.Duration(h.Timeout)
+		if timeout == 0 {
+			timeout = DefaultTimeout
+		}
+		if h.VisibilityTimeout != 0 && time.Duration(h.VisibilityTimeout) <= timeout {
+			return fmt.Errorf("webhook_queue %s: visibility_timeout (%s) must be longer than the attempt timeout (%s), or a slow attempt is taken over by another server while it runs", h.Name, time.Duration(h.VisibilityTimeout), timeout)
+		}
+		if h.MinReplicas < 0 {
+			return fmt.Errorf("webhook_queue %s: min_replicas must not be negative", h.Name)
+		}
 	default:
-		return fmt.Errorf("webhook_queue %s: unknown store %q (want local)", h.Name, h.Store)
+		return fmt.Errorf("webhook_queue %s: unknown store %q (want local or redis)", h.Name, h.Store)
 	}
 	if len(h.DeliverRaw) == 0 && h.deliver == nil { // LoadModule empties DeliverRaw
 		return fmt.Errorf("webhook_queue %s: a 'deliver' block is required: the route each attempt runs, such as deliver { reverse_proxy app:8080 }", h.Name)
@@ -206,17 +234,78 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if server == nil {
 		return fmt.Errorf("webhook_queue %s: not inside an HTTP server", h.Name)
 	}
-	dir := h.Path
-	if dir == "" {
-		dir = filepath.Join(caddy.AppDataDir(), "webhook-queues")
+	timeout := time.Duration(h.Timeout)
+	if timeout == 0 {
+		timeout = DefaultTimeout
 	}
-	path, err := filepath.Abs(filepath.Join(dir, h.Name+".db"))
-	if err != nil {
-		return err
+	concurrency := h.Concurrency
+	if concurrency == 0 {
+		concurrency = DefaultConcurrency
+	}
+	visibility := time.Duration(h.VisibilityTimeout)
+	if visibility == 0 {
+		visibility = timeout + 30*time.Second
+	}
+	var open func() (Store, error)
+	var where string
+	var limiter waiter
+	if h.Store == "redis" {
+		app, err := ctx.App("webhook")
+		if err != nil {
+			return fmt.Errorf("webhook_queue %s: %w", h.Name, err)
+		}
+		prov, ok := app.(redisProvider)
+		if !ok {
+			return fmt.Errorf("webhook_queue %s: store redis needs the webhook app", h.Name)
+		}
+		rdb, prefix, rtimeout, err := prov.QueueRedis()
+		if err != nil {
+			return fmt.Errorf("webhook_queue %s: %w", h.Name, err)
+		}
+		checkCtx, cancel := context.WithTimeout(context.Background(), 2*rtimeout)
+		warning, err := checkEviction(checkCtx, rdb)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("webhook_queue %s: %w", h.Name, err)
+		}
+		if warning != "" {
+			h.logger.Warn(warning, zap.String("queue", h.Name))
+		}
+		consumer := consumerName()
+		where = "redis"
+		open = func() (Store, error) {
+			return NewRedisStore(context.Background(), rdb, prefix, h.Name, consumer, rtimeout, visibility, concurrency, h.MinReplicas)
+		}
+		if h.RateCount > 0 {
+			rl, err := app.(ratelimit.StoreProvider).RateLimitStore("redis")
+			if err != nil {
+				return fmt.Errorf("webhook_queue %s: %w", h.Name, err)
+			}
+			limiter = &fleetRate{store: rl, key: "queue:" + h.Name, limit: ratelimit.Limit{Rate: int64(h.RateCount), Window: time.Duration(h.RateWindow), Burst: 1}}
+		}
+		h.reconfigure = func(st Store) {
+			if rs, ok := st.(*RedisStore); ok {
+				rs.Reconfigure(rdb, rtimeout, concurrency, visibility, h.MinReplicas)
+			}
+		}
+	} else {
+		dir := h.Path
+		if dir == "" {
+			dir = filepath.Join(caddy.AppDataDir(), "webhook-queues")
+		}
+		path, err := filepath.Abs(filepath.Join(dir, h.Name+".db"))
+		if err != nil {
+			return err
+		}
+		where = path
+		open = func() (Store, error) { return OpenLocal(path) }
+		if h.RateCount > 0 {
+			limiter = rate.NewLimiter(rate.Every(time.Duration(h.RateWindow)/time.Duration(h.RateCount)), 1)
+		}
 	}
 	h.poolKey = "queue:" + h.Name
 	val, _, err := pool.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
-		store, err := OpenLocal(path)
+		store, err := open()
 		if err != nil {
 			return nil, err
 		}
@@ -229,10 +318,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("webhook_queue %s: %w", h.Name, err)
 	}
 	h.rt = val.(*runtime)
-	if st, ok := h.rt.store.(*LocalStore); ok && st.db.Path() != path {
+	if at := storeWhere(h.rt.store); at != where {
 		pool.Delete(h.poolKey)
 		h.poolKey, h.rt = "", nil // Cleanup must not let go of it twice
-		return fmt.Errorf("webhook_queue %s: the queue is open at %s already; a queue's path changes with a restart", h.Name, st.db.Path())
+		return fmt.Errorf("webhook_queue %s: the queue is open at %s already; a queue's store or path changes with a restart", h.Name, at)
+	}
+	if h.reconfigure != nil {
+		h.reconfigure(h.rt.store)
 	}
 
 	retryOn, _ := ParseRetryOn(h.retryOn())
@@ -258,18 +350,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		server: server,
 		policy: Policy{Delays: delays, MaxAttempts: maxAttempts, MaxAge: maxAge, RetryOn: retryOn,
 			Retain: time.Duration(h.Retain)},
-		concurrency: h.Concurrency,
-		timeout:     time.Duration(h.Timeout),
+		concurrency: concurrency,
+		timeout:     timeout,
 		logger:      h.logger,
-	}
-	if cfg.concurrency == 0 {
-		cfg.concurrency = DefaultConcurrency
-	}
-	if cfg.timeout == 0 {
-		cfg.timeout = DefaultTimeout
-	}
-	if h.RateCount > 0 {
-		cfg.limiter = rate.NewLimiter(rate.Every(time.Duration(h.RateWindow)/time.Duration(h.RateCount)), 1)
+		limiter:     limiter,
 	}
 	if h.MaxPending == 0 {
 		h.MaxPending = DefaultMaxPending

@@ -95,6 +95,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		inflight := rt.inFlight()
+		if rt.shared {
+			inflight = st.InFlight
+		}
 		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Pending-inflight), rt.name, "pending")
 		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(inflight), rt.name, "in_flight")
 		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Dead), rt.name, "dead")

@@ -2,16 +2,22 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/webhookauth/caddy-webhookauth/ratelimit"
 )
 
 // RedisStore is `store redis`: a queue shared by a fleet of Caddy
@@ -36,6 +42,7 @@ import (
 // list) is checked in the same script that hands out new ones, so
 // `concurrency` holds for the fleet.
 type RedisStore struct {
+	rdbMu    sync.RWMutex
 	rdb      redis.UniversalClient
 	keys     redisKeys
 	consumer string
@@ -89,7 +96,7 @@ func NewRedisStore(ctx context.Context, rdb redis.UniversalClient, prefix, name,
 }
 
 func (s *RedisStore) ensureGroup(ctx context.Context) error {
-	err := s.rdb.XGroupCreateMkStream(ctx, s.keys.s, redisGroup, "0").Err()
+	err := s.client().XGroupCreateMkStream(ctx, s.keys.s, redisGroup, "0").Err()
 	if err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return nil
 	}
@@ -97,18 +104,121 @@ func (s *RedisStore) ensureGroup(ctx context.Context) error {
 }
 
 func (s *RedisStore) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), s.timeout)
+	return context.WithTimeout(context.Background(), s.tmo())
 }
 
-// SetLimits updates what a reload may change.
-func (s *RedisStore) SetLimits(concurrency int, visibility time.Duration, minReplicas int) {
+// Reconfigure takes what a reload may change: the webhook app's client
+// (a changed redis block makes a new one, and closes the old), and the
+// limits.
+func (s *RedisStore) Reconfigure(rdb redis.UniversalClient, timeout time.Duration, concurrency int, visibility time.Duration, minReplicas int) {
+	s.rdbMu.Lock()
+	s.rdb, s.timeout = rdb, timeout
+	s.rdbMu.Unlock()
 	s.mu.Lock()
 	s.concurrency, s.visibility, s.minReplicas = concurrency, visibility, minReplicas
 	s.mu.Unlock()
 }
 
-// Shared implements sharedStore: other servers change this queue too.
-func (s *RedisStore) Shared() bool { return true }
+func (s *RedisStore) tmo() time.Duration {
+	s.rdbMu.RLock()
+	defer s.rdbMu.RUnlock()
+	return s.timeout
+}
+
+func (s *RedisStore) client() redis.UniversalClient {
+	s.rdbMu.RLock()
+	defer s.rdbMu.RUnlock()
+	return s.rdb
+}
+
+// redisProvider is the webhook app, which owns the Redis client.
+type redisProvider interface {
+	QueueRedis() (redis.UniversalClient, string, time.Duration, error)
+}
+
+// storeWhere says where a store keeps a queue: its file, or "redis".
+func storeWhere(st Store) string {
+	switch st := st.(type) {
+	case *LocalStore:
+		return st.db.Path()
+	case *RedisStore:
+		return "redis"
+	}
+	return ""
+}
+
+// consumerName names this process in a queue's consumer group: the
+// host and Caddy's data directory, so that it is the same after a
+// restart (the restarted server takes back at once what it had in
+// flight) and differs between servers on one host.
+func consumerName() string {
+	host, _ := os.Hostname()
+	sum := sha256.Sum256([]byte(caddy.AppDataDir()))
+	return host + "-" + hex.EncodeToString(sum[:4])
+}
+
+// checkEviction refuses a Redis whose maxmemory-policy could evict a
+// queued item (allkeys-*: the queue's keys have no expiry, so the
+// volatile-* policies and noeviction never evict them). Where CONFIG is
+// not allowed or Redis does not answer, it returns a warning instead.
+func checkEviction(ctx context.Context, rdb redis.UniversalClient) (string, error) {
+	check := func(ctx context.Context, c *redis.Client) error {
+		kv, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
+		if err != nil {
+			return err
+		}
+		if p := kv["maxmemory-policy"]; strings.HasPrefix(p, "allkeys-") {
+			return fmt.Errorf("%w: Redis at %s has maxmemory-policy %s, which may evict queued deliveries; set maxmemory-policy noeviction (a full Redis then refuses new deliveries with 503 queue_unavailable instead of dropping stored ones)", errEviction, c.Options().Addr, p)
+		}
+		return nil
+	}
+	var err error
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, check)
+	case *redis.Client:
+		err = check(ctx, c)
+	default:
+		return "webhook_queue: the Redis eviction policy could not be checked; it must be noeviction (or volatile-*), never allkeys-*", nil
+	}
+	if errors.Is(err, errEviction) {
+		return "", err
+	}
+	if err != nil {
+		return "webhook_queue: the Redis eviction policy could not be checked (" + err.Error() + "); it must be noeviction (or volatile-*), never allkeys-*", nil
+	}
+	return "", nil
+}
+
+var errEviction = errors.New("an eviction policy that drops queued items")
+
+// fleetRate spaces attempts out for the whole fleet: the webhook app's
+// GCRA in Redis, shared with webhook_rate_limit's store.
+type fleetRate struct {
+	store ratelimit.Store
+	key   string
+	limit ratelimit.Limit
+}
+
+func (f *fleetRate) Wait(ctx context.Context) error {
+	for {
+		d, err := f.store.Take(ctx, f.key, f.limit)
+		wait := d.RetryAfter
+		switch {
+		case err != nil:
+			wait = 100 * time.Millisecond // Redis away: no attempt without the fleet's say
+		case d.Allowed:
+			return nil
+		}
+		t := time.NewTimer(max(wait, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
 
 // Add implements Store. The item is in Redis (and, with min_replicas,
 // on that many replicas) when it returns nil.
@@ -126,7 +236,7 @@ func (s *RedisStore) Add(it *Item, req *Request, body []byte) error {
 	s.mu.Lock()
 	replicas := s.minReplicas
 	s.mu.Unlock()
-	timeout := s.timeout
+	timeout := s.tmo()
 	if replicas > 0 {
 		timeout *= 2 // the call, then WAIT's own timeout
 	}
@@ -136,20 +246,20 @@ func (s *RedisStore) Add(it *Item, req *Request, body []byte) error {
 	// connection's writes. On a Cluster it must be the master of the
 	// queue's slot.
 	var pipe redis.Pipeliner
-	if cc, ok := s.rdb.(*redis.ClusterClient); ok && replicas > 0 {
+	if cc, ok := s.client().(*redis.ClusterClient); ok && replicas > 0 {
 		node, err := cc.MasterForKey(ctx, s.keys.s)
 		if err != nil {
 			return err
 		}
 		pipe = node.Pipeline()
 	} else {
-		pipe = s.rdb.Pipeline()
+		pipe = s.client().Pipeline()
 	}
 	pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.s, Values: []any{"m", m, "r", r, "b", body}})
 	pipe.IncrBy(ctx, s.keys.bytes, int64(len(body)))
 	var wait *redis.Cmd
 	if replicas > 0 {
-		wait = pipe.Do(ctx, "wait", replicas, s.timeout.Milliseconds())
+		wait = pipe.Do(ctx, "wait", replicas, s.tmo().Milliseconds())
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return err
@@ -227,7 +337,7 @@ func (s *RedisStore) Due(now time.Time, n int, skip func(string) bool) ([]Item, 
 	defer cancel()
 	keys := []string{s.keys.s, s.keys.due, s.keys.delay}
 	args := []any{redisGroup, s.consumer, n, conc, vis.Milliseconds(), now.UnixMilli(), ownArg}
-	res, err := takeScript.Run(ctx, s.rdb, keys, args...).Slice()
+	res, err := takeScript.Run(ctx, s.client(), keys, args...).Slice()
 	if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
 		// The stream (and its group) is gone: a Redis restarted without
 		// persistence, or a flush. Made again; taken next time.
@@ -297,7 +407,7 @@ func (s *RedisStore) NextDue() (time.Time, bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	next := time.Now().Add(redisPoll)
-	z, err := s.rdb.ZRangeWithScores(ctx, s.keys.due, 0, 0).Result()
+	z, err := s.client().ZRangeWithScores(ctx, s.keys.due, 0, 0).Result()
 	if err != nil {
 		return next, true, err
 	}
@@ -360,7 +470,7 @@ return 1
 func (s *RedisStore) Finish(done []Finished) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	pipe := s.rdb.Pipeline()
+	pipe := s.client().Pipeline()
 	keys := []string{s.keys.s, s.keys.due, s.keys.delay, s.keys.dead, s.keys.ret, s.keys.bytes}
 	n := 0
 	for _, f := range done {
@@ -409,7 +519,7 @@ func (s *RedisStore) Finish(done []Finished) error {
 func (s *RedisStore) scan(ctx context.Context, stream string, fn func(*claim) bool) error {
 	start := "-"
 	for {
-		msgs, err := s.rdb.XRangeN(ctx, stream, start, "+", 256).Result()
+		msgs, err := s.client().XRangeN(ctx, stream, start, "+", 256).Result()
 		if err != nil {
 			return err
 		}
@@ -443,7 +553,7 @@ func claimOf(m redis.XMessage) (*claim, error) {
 
 // List implements Store: metadata only, oldest received first.
 func (s *RedisStore) List(state State, after string, limit int) ([]Item, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*s.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*s.tmo())
 	defer cancel()
 	var out []Item
 	collect := func(stream string) error {
@@ -460,12 +570,12 @@ func (s *RedisStore) List(state State, after string, limit int) ([]Item, error) 
 		if err := collect(s.keys.s); err != nil {
 			return nil, err
 		}
-		ids, err := s.rdb.ZRange(ctx, s.keys.due, 0, int64(10*limit+1000)).Result()
+		ids, err := s.client().ZRange(ctx, s.keys.due, 0, int64(10*limit+1000)).Result()
 		if err != nil {
 			return nil, err
 		}
 		for _, id := range ids {
-			raw, err := s.rdb.HGet(ctx, s.keys.delay, id+":m").Result()
+			raw, err := s.client().HGet(ctx, s.keys.delay, id+":m").Result()
 			if err != nil {
 				continue
 			}
@@ -534,12 +644,12 @@ func (s *RedisStore) requeue(ctx context.Context, from string, c *claim, now tim
 	if from == s.keys.ret {
 		counts = "1"
 	}
-	return moveScript.Run(ctx, s.rdb, []string{from, s.keys.s, s.keys.bytes}, c.sid, m, counts).Err()
+	return moveScript.Run(ctx, s.client(), []string{from, s.keys.s, s.keys.bytes}, c.sid, m, counts).Err()
 }
 
 // Retry implements Store.
 func (s *RedisStore) Retry(id string, now time.Time) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*s.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*s.tmo())
 	defer cancel()
 	for _, from := range []string{s.keys.dead, s.keys.ret} {
 		c, err := s.find(ctx, from, id)
@@ -559,7 +669,7 @@ func (s *RedisStore) Retry(id string, now time.Time) error {
 }
 
 func (s *RedisStore) pendingHas(ctx context.Context, id string) (bool, error) {
-	if n, err := s.rdb.HExists(ctx, s.keys.delay, id+":m").Result(); err != nil || n {
+	if n, err := s.client().HExists(ctx, s.keys.delay, id+":m").Result(); err != nil || n {
 		return n, err
 	}
 	c, err := s.find(ctx, s.keys.s, id)
@@ -568,7 +678,7 @@ func (s *RedisStore) pendingHas(ctx context.Context, id string) (bool, error) {
 
 // Redrive implements Store.
 func (s *RedisStore) Redrive(now time.Time) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 100*s.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*s.tmo())
 	defer cancel()
 	var all []*claim
 	if err := s.scan(ctx, s.keys.dead, func(c *claim) bool { all = append(all, c); return true }); err != nil {
@@ -612,9 +722,9 @@ return 1
 
 // Drop implements Store.
 func (s *RedisStore) Drop(id string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*s.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*s.tmo())
 	defer cancel()
-	n, err := dropDelayedScript.Run(ctx, s.rdb, []string{s.keys.delay, s.keys.due, s.keys.bytes}, id).Int()
+	n, err := dropDelayedScript.Run(ctx, s.client(), []string{s.keys.delay, s.keys.due, s.keys.bytes}, id).Int()
 	if err != nil || n == 1 {
 		return err
 	}
@@ -626,7 +736,7 @@ func (s *RedisStore) Drop(id string) error {
 			return err
 		}
 		if c != nil {
-			return dropScript.Run(ctx, s.rdb, []string{src.stream, s.keys.bytes}, c.sid, src.counts, src.group).Err()
+			return dropScript.Run(ctx, s.client(), []string{src.stream, s.keys.bytes}, c.sid, src.counts, src.group).Err()
 		}
 	}
 	return ErrNotFound
@@ -634,7 +744,7 @@ func (s *RedisStore) Drop(id string) error {
 
 // Expire implements Store.
 func (s *RedisStore) Expire(now time.Time) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*s.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*s.tmo())
 	defer cancel()
 	var old []string
 	err := s.scan(ctx, s.keys.ret, func(c *claim) bool {
@@ -646,7 +756,7 @@ func (s *RedisStore) Expire(now time.Time) (int, error) {
 	if err != nil || len(old) == 0 {
 		return 0, err
 	}
-	return len(old), s.rdb.XDel(ctx, s.keys.ret, old...).Err()
+	return len(old), s.client().XDel(ctx, s.keys.ret, old...).Err()
 }
 
 // SetPaused implements Store: for the whole fleet.
@@ -655,9 +765,9 @@ func (s *RedisStore) SetPaused(p bool) error {
 	defer cancel()
 	var err error
 	if p {
-		err = s.rdb.Set(ctx, s.keys.paused, "1", 0).Err()
+		err = s.client().Set(ctx, s.keys.paused, "1", 0).Err()
 	} else {
-		err = s.rdb.Del(ctx, s.keys.paused).Err()
+		err = s.client().Del(ctx, s.keys.paused).Err()
 	}
 	if err == nil {
 		s.statsMu.Lock()
@@ -681,7 +791,7 @@ func (s *RedisStore) Stats() (Stats, error) {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	pipe := s.rdb.Pipeline()
+	pipe := s.client().Pipeline()
 	xlen := pipe.XLen(ctx, s.keys.s)
 	zcard := pipe.ZCard(ctx, s.keys.due)
 	dead := pipe.XLen(ctx, s.keys.dead)
@@ -690,12 +800,20 @@ func (s *RedisStore) Stats() (Stats, error) {
 	paused := pipe.Exists(ctx, s.keys.paused)
 	first := pipe.XRangeN(ctx, s.keys.s, "-", "+", 1)
 	firstDue := pipe.ZRange(ctx, s.keys.due, 0, 0)
-	_, err := pipe.Exec(ctx)
-	if err != nil && !errors.Is(err, redis.Nil) {
-		s.statsErr, s.statsAt = err, time.Now()
-		return Stats{}, err
+	inflight := pipe.XPending(ctx, s.keys.s, redisGroup)
+	pipe.Exec(ctx)
+	// Every count but the group's (which is missing until the first
+	// take after a Redis that lost its data) must have been read.
+	for _, c := range []redis.Cmder{xlen, zcard, dead, ret, bytes, paused, first, firstDue} {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			s.statsErr, s.statsAt = err, time.Now()
+			return Stats{}, err
+		}
 	}
 	st := Stats{Pending: xlen.Val() + zcard.Val(), Dead: dead.Val(), Retained: ret.Val(), Paused: paused.Val() == 1}
+	if p := inflight.Val(); p != nil {
+		st.InFlight = p.Count
+	}
 	st.Bytes, _ = strconv.ParseInt(bytes.Val(), 10, 64)
 	if msgs := first.Val(); len(msgs) == 1 {
 		if c, err := claimOf(msgs[0]); err == nil {
@@ -703,7 +821,7 @@ func (s *RedisStore) Stats() (Stats, error) {
 		}
 	}
 	if ids := firstDue.Val(); len(ids) == 1 {
-		if raw, err := s.rdb.HGet(ctx, s.keys.delay, ids[0]+":m").Result(); err == nil {
+		if raw, err := s.client().HGet(ctx, s.keys.delay, ids[0]+":m").Result(); err == nil {
 			var it Item
 			if json.Unmarshal([]byte(raw), &it) == nil && (st.Oldest.IsZero() || it.Received.Before(st.Oldest)) {
 				st.Oldest = it.Received

@@ -15,7 +15,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 )
 
 // config is what a runtime delivers with; a reload swaps it whole.
@@ -24,9 +23,15 @@ type config struct {
 	server      *caddyhttp.Server
 	policy      Policy
 	concurrency int
-	limiter     *rate.Limiter
+	limiter     waiter
 	timeout     time.Duration
 	logger      *zap.Logger
+}
+
+// waiter spaces attempts out (rate): a token bucket in this process
+// for a local queue, the fleet's GCRA in Redis for a shared one.
+type waiter interface {
+	Wait(ctx context.Context) error
 }
 
 // runtime is one queue in this process: its store and its workers. It
@@ -41,6 +46,8 @@ type runtime struct {
 	now   func() time.Time
 
 	paused atomic.Bool
+	// shared: other servers deliver from the same queue (store redis).
+	shared bool
 	// leased are the items an attempt is running for: skipped by the
 	// dispatcher. Only in memory: after a crash every pending item is
 	// due again, so an attempt cut short is made again (at least once).
@@ -73,6 +80,7 @@ func newRuntime(name string, store Store) *runtime {
 	if st, err := store.Stats(); err == nil {
 		rt.paused.Store(st.Paused)
 	}
+	_, rt.shared = store.(*RedisStore)
 	return rt
 }
 
@@ -184,6 +192,12 @@ func (rt *runtime) dispatch() {
 	defer rt.done.Done()
 	for rt.ctx.Err() == nil {
 		cfg := rt.cfg.Load()
+		if rt.shared {
+			// Another server may have paused or resumed the queue.
+			if st, err := rt.store.Stats(); err == nil {
+				rt.paused.Store(st.Paused)
+			}
+		}
 		if cfg == nil || rt.paused.Load() {
 			rt.sleep(time.Second)
 			continue

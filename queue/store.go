@@ -59,6 +59,9 @@ type Stats struct {
 	Paused bool  `json:"paused"`
 	// Oldest is the receive time of the oldest pending item (zero: none).
 	Oldest time.Time `json:"oldest"`
+	// InFlight, for a shared store, is how many items the whole fleet
+	// has taken and not finished (a local queue counts its own leases).
+	InFlight int64 `json:"-"`
 }
 
 // Outcome is what an attempt ends in.

@@ -1,0 +1,283 @@
+package caddywebhookauth_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/redistest"
+)
+
+// fleetQueueServer is one Caddy server of a fleet sharing a queue on
+// Redis: its own port, admin port and home (so its own consumer name).
+type fleetQueueServer struct {
+	url, admin string
+	file, dir  string
+	adminPort  int
+	logs       *bytes.Buffer
+	cmd        *exec.Cmd
+	bin        string
+	t          *testing.T
+}
+
+// startFleetQueue starts a Caddy server whose route /gh verifies a
+// GitHub delivery and queues it in the shared queue "fleet" on Redis
+// (the redis block's lines given), delivering to backend. extra goes in
+// the webhook_queue block.
+func startFleetQueue(t *testing.T, redisLines, backend, extra string) *fleetQueueServer {
+	t.Helper()
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	port, admin := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`{
+	admin localhost:%[1]d
+	http_port %[2]d
+	storage file_system %[3]s/data
+	webhook {
+		redis {
+			%[4]s
+			timeout 500ms
+		}
+	}
+}
+:%[2]d {
+	route /gh {
+		webhook_auth github {
+			secret %[6]s
+		}
+		webhook_queue fleet {
+			store redis
+			%[7]s
+			deliver {
+				reverse_proxy %[5]s {
+					header_up X-Delivered-By %[2]d
+				}
+			}
+		}
+	}
+}
+`, admin, port, dir, redisLines, backend, githubSecret, extra)
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &fleetQueueServer{url: fmt.Sprintf("http://127.0.0.1:%d/gh", port), admin: fmt.Sprintf("http://localhost:%d", admin),
+		file: file, dir: dir, adminPort: admin, logs: &bytes.Buffer{}, bin: bin, t: t}
+	s.start()
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			t.Logf("caddy %s logged:\n%.4000s", s.url, s.logs.String())
+		}
+	})
+	return s
+}
+
+func (s *fleetQueueServer) start() {
+	s.cmd = startCaddyProcess(s.t, s.bin, s.file, s.dir, s.adminPort, s.logs)
+}
+
+func (s *fleetQueueServer) kill() {
+	if s.cmd != nil && s.cmd.ProcessState == nil {
+		s.cmd.Process.Signal(syscall.SIGKILL)
+		s.cmd.Wait()
+	}
+}
+
+// sendAll sends n deliveries spread over the servers from senders
+// goroutines, and returns the acknowledged ones (queue id -> body) and
+// how many answers were refusals. A refused delivery is sent again, as
+// senders do, up to 20 times.
+func sendAll(t *testing.T, servers []*fleetQueueServer, n, senders int, tag string) (map[string]string, int) {
+	acked := map[string]string{}
+	var mu sync.Mutex
+	var refused atomic.Int64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				body := fmt.Sprintf(`{"tag":%q,"n":%d}`, tag, i)
+				var id string
+				for try := 0; id == "" && try < 20; try++ {
+					if id, _, _ = queued(t, servers[(i+try)%len(servers)].url, body); id == "" {
+						refused.Add(1)
+						time.Sleep(50 * time.Millisecond)
+					}
+				}
+				if id == "" {
+					continue
+				}
+				mu.Lock()
+				acked[id] = body
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return acked, int(refused.Load())
+}
+
+// waitDelivered waits until every acknowledged item reached the backend
+// and checks each arrived byte for byte; it returns how many arrived
+// more than once.
+func waitDelivered(t *testing.T, be *queueBackend, acked map[string]string, within time.Duration) int {
+	t.Helper()
+	waitUntil(t, within, fmt.Sprintf("%d acknowledged deliveries to arrive", len(acked)), func() bool {
+		d := be.delivered()
+		for id := range acked {
+			if len(d[id]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	d := be.delivered()
+	dups := 0
+	for id, body := range acked {
+		if string(d[id][0].body) != body {
+			t.Errorf("item %s arrived as %q, was %q", id, d[id][0].body, body)
+		}
+		dups += len(d[id]) - 1
+	}
+	return dups
+}
+
+// Two Caddy servers on one queue in Redis: 10,000 deliveries accepted
+// through both are each delivered exactly once (no fault, so no
+// duplicate), by either server. Pause through one holds delivery on
+// both and shows on the other's admin API; resume through the other
+// lets it go.
+func TestQueueFleetOnRedis(t *testing.T) {
+	rds := redistest.Start(t)
+	checkQueueFleet(t, "address redis://"+rds.Addr+"/0", 10000)
+}
+
+// The same on a Redis Cluster of 3 masters and 3 replicas, with
+// min_replicas 1 (every accept waits for a replica), 2,000 deliveries.
+func TestQueueFleetOnRedisCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 1)
+	checkQueueFleet(t, clusterLines(c), 2000, "min_replicas 1")
+}
+
+func checkQueueFleet(t *testing.T, redisLines string, n int, extra ...string) {
+	be := startQueueBackend(t, "")
+	opts := "concurrency 16\n" + strings.Join(extra, "\n")
+	a := startFleetQueue(t, redisLines, be.addr, opts)
+	b := startFleetQueue(t, redisLines, be.addr, opts)
+	fleet := []*fleetQueueServer{a, b}
+
+	acked, refused := sendAll(t, fleet, n, 16, "fleet")
+	if len(acked) != n || (refused != 0 && len(extra) == 0) {
+		t.Fatalf("%d of %d deliveries acknowledged, %d refusals", len(acked), n, refused)
+	}
+	if dups := waitDelivered(t, be, acked, 120*time.Second); dups != 0 {
+		t.Fatalf("%d items delivered more than once without any fault", dups)
+	}
+	byServer := map[string]int{}
+	for _, at := range be.attempts() {
+		byServer[at.header.Get("X-Delivered-By")]++
+	}
+	if len(byServer) != 2 {
+		t.Errorf("attempts by server: %v, want both servers delivering", byServer)
+	}
+	waitUntil(t, 10*time.Second, "the queue to empty", func() bool {
+		qi := queueState(t, b.admin, "fleet")
+		return qi.Pending == 0 && qi.InFlight == 0
+	})
+
+	// Pause through a: neither server delivers; b's admin API shows it.
+	if code := adminJSON(t, http.MethodPost, a.admin+"/webhook/queues/fleet/pause", nil); code != 200 {
+		t.Fatalf("pause: %d", code)
+	}
+	before := len(be.attempts())
+	time.Sleep(time.Second) // both servers' dispatchers see the pause
+	held, _ := sendAll(t, fleet, 20, 4, "held")
+	if len(held) != 20 {
+		t.Fatalf("accepting while paused: %d of 20", len(held))
+	}
+	time.Sleep(time.Second)
+	if got := len(be.attempts()); got != before {
+		t.Fatalf("%d attempts while the fleet's queue was paused", got-before)
+	}
+	if qi := queueState(t, b.admin, "fleet"); !qi.Paused || qi.Pending != 20 {
+		t.Fatalf("the other server's view while paused: %+v", qi)
+	}
+	if code := adminJSON(t, http.MethodPost, b.admin+"/webhook/queues/fleet/resume", nil); code != 200 {
+		t.Fatalf("resume: %d", code)
+	}
+	waitDelivered(t, be, held, 30*time.Second)
+	t.Logf("%d deliveries through two servers, each delivered once; attempts by server (port): %v; %d answers were refusals (sent again)", len(acked), byServer, refused)
+}
+
+// SIGKILL one of two servers while it has items in flight (the backend
+// takes a while to answer): the other delivers them after the
+// visibility timeout. Nothing acknowledged is lost.
+func TestQueueFleetServerKilled(t *testing.T) {
+	rds := redistest.Start(t)
+	be := startQueueBackend(t, "")
+	be.setAnswer(func(a queueAttempt, n int) (int, http.Header) {
+		time.Sleep(300 * time.Millisecond)
+		return 200, nil
+	})
+	opts := "concurrency 8\n\t\t\ttimeout 2s\n\t\t\tvisibility_timeout 3s"
+	lines := "address redis://" + rds.Addr + "/0"
+	a := startFleetQueue(t, lines, be.addr, opts)
+	b := startFleetQueue(t, lines, be.addr, opts)
+	acked, refused := sendAll(t, []*fleetQueueServer{a, b}, 300, 8, "kill")
+	if refused != 0 || len(acked) != 300 {
+		t.Fatalf("%d acknowledged, %d refusals", len(acked), refused)
+	}
+	// Wait until a has items in flight, then kill it.
+	waitUntil(t, 10*time.Second, "items in flight", func() bool { return queueState(t, b.admin, "fleet").InFlight > 0 })
+	a.kill()
+	killed := time.Now()
+	dups := waitDelivered(t, be, acked, 120*time.Second)
+	t.Logf("server killed with items in flight: all %d delivered within %s of the kill, %d twice (cut short by the kill)", len(acked), time.Since(killed).Round(time.Millisecond), dups)
+	waitUntil(t, 10*time.Second, "the queue to empty", func() bool {
+		qi := queueState(t, b.admin, "fleet")
+		return qi.Pending == 0 && qi.InFlight == 0
+	})
+}
+
+// Redis unreachable: senders get 503 queue_unavailable with Retry-After
+// (never a 2xx for something not stored); when Redis is back (empty: it
+// kept nothing), accepting and delivering resume by themselves.
+func TestQueueFleetRedisDown(t *testing.T) {
+	rds := redistest.Start(t)
+	be := startQueueBackend(t, "")
+	s := startFleetQueue(t, "address redis://"+rds.Addr+"/0", be.addr, "")
+	first, _ := sendAll(t, []*fleetQueueServer{s}, 10, 2, "before")
+	waitDelivered(t, be, first, 10*time.Second)
+
+	rds.Kill()
+	req := signedRequest(t, "github", githubSecret, s.url, []byte(`{"down":1}`), time.Now())
+	resp, body := doRequest(t, req)
+	if resp.StatusCode != 503 || !strings.Contains(body, "queue_unavailable") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("with Redis down: %d %s (Retry-After %q)", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	rds.Restart()
+	after, _ := sendAll(t, []*fleetQueueServer{s}, 5, 1, "after")
+	if len(after) != 5 {
+		t.Fatalf("%d of 5 accepted after Redis came back", len(after))
+	}
+	waitDelivered(t, be, after, 20*time.Second)
+}
