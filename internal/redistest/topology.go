@@ -51,7 +51,29 @@ func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.WaitOK(30 * time.Second)
+	waitLinksUp(t, c.Nodes, 30*time.Second)
 	return c
+}
+
+// waitLinksUp waits until every replica among nodes has finished its
+// first sync with its master (master_link_status:up): until then a
+// replica holds nothing, and a master killed meanwhile loses all it
+// had, which no client setting could prevent.
+func waitLinksUp(t testing.TB, nodes []*Server, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for _, n := range nodes {
+		for {
+			info, err := n.do("info", "replication")
+			if err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %s not in sync after %s: %s", n.Addr, within, firstLine(info, err))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 // Addrs are the addresses of every node, masters and replicas.
@@ -159,12 +181,14 @@ func (c *Cluster) Reshard(fromID, toID string, slots int) error {
 	return nil
 }
 
-// Sentinel is a master, its replica and three Sentinels monitoring them
-// under the name SentinelMaster.
+// Sentinel is a master, its replica (or replicas) and three Sentinels
+// monitoring them under the name SentinelMaster.
 type Sentinel struct {
 	Master, Replica *Server
-	Sentinels       []*Server
-	t               testing.TB
+	// Replicas are every replica; Replica is the first.
+	Replicas  []*Server
+	Sentinels []*Server
+	t         testing.TB
 }
 
 // SentinelMaster is the name the Sentinels monitor the master by.
@@ -172,12 +196,21 @@ const SentinelMaster = "mymaster"
 
 // StartSentinel starts a master, a replica of it and three Sentinels
 // (down-after 1 s, quorum 2), and waits until every Sentinel knows the
-// replica and the other Sentinels.
+// replicas and the other Sentinels.
 func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	return StartSentinelReplicas(t, 1)
+}
+
+// StartSentinelReplicas is StartSentinel with n replicas of the master.
+func StartSentinelReplicas(t testing.TB, n int) *Sentinel {
 	t.Helper()
 	st := &Sentinel{t: t}
 	st.Master = startServer(t)
-	st.Replica = startServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(st.Master.Port))
+	for range n {
+		st.Replicas = append(st.Replicas, startServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(st.Master.Port)))
+	}
+	st.Replica = st.Replicas[0]
 	for i := 0; i < 3; i++ {
 		port := freePort(t)
 		dir := t.TempDir()
@@ -194,6 +227,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 		t.Cleanup(s.Kill)
 		st.Sentinels = append(st.Sentinels, s)
 	}
+	waitLinksUp(t, st.Replicas, 30*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
 	for !st.settled() {
 		if time.Now().After(deadline) {
@@ -221,7 +255,7 @@ func (st *Sentinel) settled() bool {
 		sentinels, err2 := c.Sentinels(ctx, SentinelMaster).Result()
 		cancel()
 		c.Close()
-		if err1 != nil || err2 != nil || len(replicas) != 1 || len(sentinels) != 2 {
+		if err1 != nil || err2 != nil || len(replicas) != len(st.Replicas) || len(sentinels) != 2 {
 			return false
 		}
 	}
@@ -229,8 +263,19 @@ func (st *Sentinel) settled() bool {
 }
 
 // MasterAddr is the master's address as the first Sentinel reports it.
-func (st *Sentinel) MasterAddr() string {
-	c := redis.NewSentinelClient(&redis.Options{Addr: st.Sentinels[0].Addr})
+func (st *Sentinel) MasterAddr() string { return st.masterAddrFrom(0) }
+
+// MasterAddrs is the master's address as each Sentinel reports it.
+func (st *Sentinel) MasterAddrs() []string {
+	var out []string
+	for i := range st.Sentinels {
+		out = append(out, st.masterAddrFrom(i))
+	}
+	return out
+}
+
+func (st *Sentinel) masterAddrFrom(i int) string {
+	c := redis.NewSentinelClient(&redis.Options{Addr: st.Sentinels[i].Addr})
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -259,8 +304,10 @@ func startServer(t testing.TB, extra ...string) *Server {
 	bin := need(t, "redis-server")
 	port := freePort(t)
 	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, t: t}
+	// A replica's first sync starts at once (the default waits 5 s for
+	// other replicas to join it).
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir()}, extra...)
+		"--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0", "--dir", t.TempDir()}, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.start()
 	t.Cleanup(s.Kill)
