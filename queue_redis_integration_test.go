@@ -478,3 +478,80 @@ func TestQueueClusterMasterKilledNoReplicaWait(t *testing.T) {
 	acked, lost := queueFailover(t, clusterLines(c), "", clusterCrash(t, c, 3))
 	t.Logf("without min_replicas: %d of %d acknowledged deliveries lost (%.3f%%)", lost, acked, 100*float64(lost)/float64(max(acked, 1)))
 }
+
+// The queue's slot moves to another Cluster master (keys migrated with
+// MIGRATE, clients redirected with ASK, then MOVED) while two servers
+// accept and deliver: every acknowledged delivery arrives, nothing stays
+// pending or in flight.
+func TestQueueClusterReshardUnderLoad(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 1)
+	be := startQueueBackend(t, "")
+	opts := "concurrency 8"
+	a := startFleetQueue(t, clusterLines(c), be.addr, opts)
+	b := startFleetQueue(t, clusterLines(c), be.addr, opts)
+	ackedBodies := map[string]string{}
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for sdr := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			srv := []*fleetQueueServer{a, b}[sdr%2]
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf(`{"sender":%d,"n":%d}`, sdr, i)
+				id, _, _ := queued(t, srv.url, body)
+				if id == "" {
+					refused.Add(1)
+					continue
+				}
+				mu.Lock()
+				ackedBodies[id] = body
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	from := queueMaster(t, c)
+	slot := clusterKeySlot(t, from, "webhook:q:{fleet}:s")
+	var toID string
+	for id, m := range c.Masters() {
+		if m != from {
+			toID = id
+			break
+		}
+	}
+	if err := c.MoveSlot(slot, from, toID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	dups := waitDelivered(t, be, ackedBodies, 60*time.Second)
+	waitUntil(t, 10*time.Second, "the queue to empty", func() bool {
+		qi := queueState(t, a.admin, "fleet")
+		return qi.Pending == 0 && qi.InFlight == 0
+	})
+	if queueMaster(t, c) == from {
+		t.Fatal("the queue's slot did not move")
+	}
+	t.Logf("slot %d moved under load: %d acknowledged, all delivered (%d twice), %d refusals (sent again)", slot, len(ackedBodies), dups, refused.Load())
+}
+
+func clusterKeySlot(t *testing.T, n *redistest.Server, key string) int {
+	cl := redis.NewClient(&redis.Options{Addr: n.Addr})
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	slot, err := cl.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(slot)
+}

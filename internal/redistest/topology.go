@@ -181,6 +181,59 @@ func (c *Cluster) Reshard(fromID, toID string, slots int) error {
 	return nil
 }
 
+// MoveSlot moves one hash slot, keys and all, from the master that
+// holds it to the master to (by node id), as redis-cli's reshard does
+// for each slot: IMPORTING on the target, MIGRATING on the source, the
+// keys moved with MIGRATE, then the slot given to the target everywhere.
+// Clients meanwhile get ASK and TRYAGAIN; after it, MOVED.
+func (c *Cluster) MoveSlot(slot int, from *Server, toID string) error {
+	c.t.Helper()
+	var to *Server
+	for id, m := range c.Masters() {
+		if id == toID {
+			to = m
+		}
+	}
+	if to == nil {
+		return fmt.Errorf("no live master %s", toID)
+	}
+	fromID, err := from.do("cluster", "myid")
+	if err != nil {
+		return err
+	}
+	if _, err := to.do("cluster", "setslot", slot, "importing", fromID); err != nil {
+		return fmt.Errorf("importing: %w", err)
+	}
+	if _, err := from.do("cluster", "setslot", slot, "migrating", toID); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	host, port, _ := net.SplitHostPort(to.Addr)
+	for {
+		keys, err := from.do("cluster", "getkeysinslot", slot, 100)
+		if err != nil {
+			return err
+		}
+		if keys == "" {
+			break
+		}
+		args := []any{"migrate", host, port, "", 0, 10000, "keys"}
+		for _, k := range strings.Fields(keys) {
+			args = append(args, k)
+		}
+		if _, err := from.do(args...); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	for _, n := range c.Nodes {
+		if n.Alive() {
+			if _, err := n.do("cluster", "setslot", slot, "node", toID); err != nil && n == to || err != nil && n == from {
+				return fmt.Errorf("setslot node on %s: %w", n.Addr, err)
+			}
+		}
+	}
+	return nil
+}
+
 // Sentinel is a master, its replica (or replicas) and three Sentinels
 // monitoring them under the name SentinelMaster.
 type Sentinel struct {
