@@ -555,3 +555,44 @@ func clusterKeySlot(t *testing.T, n *redistest.Server, key string) int {
 	}
 	return int(slot)
 }
+
+// A Redis whose eviction policy could drop queued items stops the config
+// from loading, with the reason; `caddy validate` says so before a
+// reload would.
+func TestQueueRefusesEvictingRedis(t *testing.T) {
+	rds := redistest.Start(t)
+	if err := rds.Client().ConfigSet(context.Background(), "maxmemory-policy", "allkeys-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`{
+	admin off
+	storage file_system %s/data
+	webhook {
+		redis {
+			address redis://%s/0
+		}
+	}
+}
+:0 {
+	webhook_queue q {
+		store redis
+		deliver {
+			reverse_proxy 127.0.0.1:9
+		}
+	}
+}
+`, dir, rds.Addr)
+	file := filepath.Join(dir, "Caddyfile")
+	os.WriteFile(file, []byte(cfg), 0o600)
+	cmd := exec.Command(bin, "validate", "--config", file)
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "maxmemory-policy allkeys-lru, which may evict queued deliveries") {
+		t.Fatalf("caddy validate: %v\n%s", err, out)
+	}
+}

@@ -123,6 +123,12 @@ func TestAdaptErrors(t *testing.T) {
 		{"queue unknown subdirective", `webhook_queue q {
 			retries 5
 		}`, "webhook_queue: unknown subdirective 'retries'"},
+		{"queue negative min_replicas", `webhook_queue q {
+			min_replicas -1
+		}`, "'min_replicas -1' must be a whole number"},
+		{"queue bad visibility", `webhook_queue q {
+			visibility_timeout soon
+		}`, "visibility_timeout"},
 		{"queue empty deliver", `webhook_queue q {
 			deliver {
 			}

@@ -2,9 +2,11 @@ package queue
 
 import (
 	"context"
-	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/webhookauth/caddy-webhookauth/internal/redistest"
 )
@@ -175,5 +177,56 @@ func TestRedisStoreFleet(t *testing.T) {
 	if len(back) != 2 {
 		t.Fatalf("a restarted server took back %d of its 2", len(back))
 	}
-	_ = http.Header{}
+}
+
+// The settings of store redis are checked on their own: they apply to
+// it only, and an item must not be taken over while its attempt can
+// still be running.
+func TestValidateStoreSettings(t *testing.T) {
+	deliver := []byte(`{"handler":"subroute"}`)
+	for _, c := range []struct {
+		h    Handler
+		want string
+	}{
+		{Handler{Name: "q", MinReplicas: 1}, "apply to store redis"},
+		{Handler{Name: "q", Store: "local", VisibilityTimeout: caddy.Duration(time.Minute)}, "apply to store redis"},
+		{Handler{Name: "q", Store: "redis", Path: "/tmp/x"}, "path applies to store local"},
+		{Handler{Name: "q", Store: "redis", VisibilityTimeout: caddy.Duration(time.Minute)}, "must be longer than the attempt timeout (1m0s)"},
+		{Handler{Name: "q", Store: "redis", Timeout: caddy.Duration(10 * time.Second), VisibilityTimeout: caddy.Duration(5 * time.Second)}, "must be longer than the attempt timeout (10s)"},
+		{Handler{Name: "q", Store: "memory"}, "want local or redis"},
+		{Handler{Name: "q", Store: "redis", Timeout: caddy.Duration(10 * time.Second), VisibilityTimeout: caddy.Duration(20 * time.Second), MinReplicas: 2}, ""},
+	} {
+		c.h.DeliverRaw = deliver
+		err := c.h.Validate()
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.h, err, c.want)
+		}
+	}
+}
+
+// An eviction policy that could drop queued items is refused; the ones
+// that cannot (noeviction, volatile-*: the queue's keys never expire)
+// are accepted. Against a real Redis, whose policy the test sets.
+func TestCheckEviction(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client()
+	ctx := context.Background()
+	for policy, refused := range map[string]bool{"noeviction": false, "volatile-lru": false, "volatile-ttl": false, "allkeys-lru": true, "allkeys-lfu": true, "allkeys-random": true} {
+		if err := c.ConfigSet(ctx, "maxmemory-policy", policy).Err(); err != nil {
+			t.Fatal(err)
+		}
+		warning, err := checkEviction(ctx, c)
+		if refused != (err != nil) || warning != "" {
+			t.Errorf("%s: %v (warning %q)", policy, err, warning)
+		}
+		if err != nil && !strings.Contains(err.Error(), "maxmemory-policy "+policy) {
+			t.Errorf("%s: the error does not name the policy: %v", policy, err)
+		}
+	}
+	// Redis unreachable: a warning, not a refusal (it may come back).
+	srv.Kill()
+	warning, err := checkEviction(ctx, c)
+	if err != nil || !strings.Contains(warning, "could not be checked") {
+		t.Errorf("Redis down: %v, warning %q", err, warning)
+	}
 }
