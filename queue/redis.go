@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -225,11 +224,11 @@ func (f *fleetRate) Wait(ctx context.Context) error {
 func (s *RedisStore) Add(it *Item, req *Request, body []byte) error {
 	it.State = StatePending
 	it.Size = len(body)
-	m, err := json.Marshal(it)
+	m, err := encodeMeta(it)
 	if err != nil {
 		return err
 	}
-	r, err := json.Marshal(req)
+	r, err := encodeRequest(req)
 	if err != nil {
 		return err
 	}
@@ -383,18 +382,19 @@ func parseEntry(raw any) (*claim, error) {
 		v, _ := fields[i+1].(string)
 		switch k {
 		case "m":
-			if err := json.Unmarshal([]byte(v), &c.item); err != nil {
+			if err := decodeMeta([]byte(v), &c.item); err != nil {
 				return nil, fmt.Errorf("entry %s: %w", sid, err)
 			}
 		case "r":
-			c.req = new(Request)
-			if err := json.Unmarshal([]byte(v), c.req); err != nil {
+			var err error
+			if c.req, err = decodeRequest([]byte(v)); err != nil {
 				return nil, fmt.Errorf("entry %s: %w", sid, err)
 			}
 		case "b":
 			c.body = []byte(v)
 		}
 	}
+	c.item.State, c.item.Size = StatePending, len(c.body)
 	if c.item.ID == "" || c.req == nil {
 		return nil, fmt.Errorf("entry %s lacks its item or request", sid)
 	}
@@ -495,7 +495,7 @@ func (s *RedisStore) Finish(done []Finished) error {
 		default:
 			it.Due = o.Next
 		}
-		m, err := json.Marshal(&it)
+		m, err := encodeMeta(&it)
 		if err != nil {
 			return err
 		}
@@ -542,7 +542,7 @@ func (s *RedisStore) scan(ctx context.Context, stream string, fn func(*claim) bo
 func claimOf(m redis.XMessage) (*claim, error) {
 	c := &claim{sid: m.ID}
 	raw, _ := m.Values["m"].(string)
-	if err := json.Unmarshal([]byte(raw), &c.item); err != nil {
+	if err := decodeMeta([]byte(raw), &c.item); err != nil {
 		return nil, fmt.Errorf("entry %s: %w", m.ID, err)
 	}
 	if b, ok := m.Values["b"].(string); ok {
@@ -580,7 +580,7 @@ func (s *RedisStore) List(state State, after string, limit int) ([]Item, error) 
 				continue
 			}
 			var it Item
-			if json.Unmarshal([]byte(raw), &it) == nil && it.ID > after {
+			if decodeMeta([]byte(raw), &it) == nil && it.ID > after {
 				it.State = StatePending
 				out = append(out, it)
 			}
@@ -636,7 +636,7 @@ func (s *RedisStore) find(ctx context.Context, stream, id string) (*claim, error
 func (s *RedisStore) requeue(ctx context.Context, from string, c *claim, now time.Time) error {
 	it := c.item
 	it.State, it.Due, it.Attempts = StatePending, now, 0
-	m, err := json.Marshal(&it)
+	m, err := encodeMeta(&it)
 	if err != nil {
 		return err
 	}
@@ -823,7 +823,7 @@ func (s *RedisStore) Stats() (Stats, error) {
 	if ids := firstDue.Val(); len(ids) == 1 {
 		if raw, err := s.client().HGet(ctx, s.keys.delay, ids[0]+":m").Result(); err == nil {
 			var it Item
-			if json.Unmarshal([]byte(raw), &it) == nil && (st.Oldest.IsZero() || it.Received.Before(st.Oldest)) {
+			if decodeMeta([]byte(raw), &it) == nil && (st.Oldest.IsZero() || it.Received.Before(st.Oldest)) {
 				st.Oldest = it.Received
 			}
 		}

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +38,8 @@ func TestRedisStoreStates(t *testing.T) {
 	now := time.Now()
 	a := add(t, s, now, "aaaa")
 	b := add(t, s, now.Add(time.Millisecond), "bb")
-	if st := redisStats(t, s); st.Pending != 2 || st.Bytes != 6 || !st.Oldest.Equal(now.Truncate(0)) && st.Oldest.UnixNano() != now.UnixNano() {
+	// Times are kept to the microsecond.
+	if st := redisStats(t, s); st.Pending != 2 || st.Bytes != 6 || !st.Oldest.Equal(now.Truncate(time.Microsecond)) {
 		t.Fatalf("after two adds: %+v", st)
 	}
 	due, err := s.Due(now, 10, nil)
@@ -228,5 +231,35 @@ func TestCheckEviction(t *testing.T) {
 	warning, err := checkEviction(ctx, c)
 	if err != nil || !strings.Contains(warning, "could not be checked") {
 		t.Errorf("Redis down: %v, warning %q", err, warning)
+	}
+}
+
+// What Redis stores round-trips: every field of an item and a request.
+func TestRedisEncodingRoundTrip(t *testing.T) {
+	now := time.Now().Truncate(time.Microsecond)
+	for _, it := range []Item{
+		{ID: "a", Received: now, Due: now},
+		{ID: "b", Received: now, Due: now.Add(time.Minute), Attempts: 3, LastStatus: 503, LastError: "the backend answered 503", Provider: "github", DeliveryID: "d", Event: "push"},
+	} {
+		raw, err := encodeMeta(&it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got Item
+		if err := decodeMeta(raw, &got); err != nil || !got.Received.Equal(it.Received) || !got.Due.Equal(it.Due) ||
+			got.ID != it.ID || got.Attempts != it.Attempts || got.LastStatus != it.LastStatus || got.LastError != it.LastError ||
+			got.Provider != it.Provider || got.DeliveryID != it.DeliveryID || got.Event != it.Event {
+			t.Errorf("%+v came back as %+v (%v)", it, got, err)
+		}
+	}
+	for _, r := range []Request{*githubRequest(), *minimalRequest(), {Method: "PUT", URI: "/x?y=1", Host: "h", Proto: "HTTP/2.0", RemoteAddr: "[::1]:1", TLS: true, Header: http.Header{"A": {"1", "2"}}}} {
+		raw, err := encodeRequest(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeRequest(raw)
+		if err != nil || !reflect.DeepEqual(*got, r) {
+			t.Errorf("%+v came back as %+v (%v)", r, got, err)
+		}
 	}
 }
