@@ -55,6 +55,11 @@ type RedisStore struct {
 	// replicas have the item before it returns.
 	minReplicas int
 
+	// adds feeds the adder; quit stops it; stopped is closed when it has.
+	adds          chan *redisAdd
+	quit, stopped chan struct{}
+	closeOnce     sync.Once
+
 	mu      sync.Mutex
 	claimed map[string]*claim // by item id
 	recover bool              // take this consumer's own entries first (after a restart)
@@ -85,12 +90,14 @@ func NewRedisStore(ctx context.Context, rdb redis.UniversalClient, prefix, name,
 	base := prefix + "{" + name + "}:"
 	s := &RedisStore{rdb: rdb, consumer: consumer, timeout: timeout, visibility: visibility, concurrency: concurrency,
 		minReplicas: minReplicas, claimed: map[string]*claim{}, recover: true,
+		adds: make(chan *redisAdd, maxAddGroup), quit: make(chan struct{}), stopped: make(chan struct{}),
 		keys: redisKeys{s: base + "s", due: base + "due", delay: base + "delay", dead: base + "dead", ret: base + "ret", bytes: base + "bytes", paused: base + "paused"}}
 	// The group is made when the queue is first used; a Redis that is
 	// down now makes it later (ensureGroup on NOGROUP).
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	s.ensureGroup(cctx)
+	go s.adder()
 	return s, nil
 }
 
@@ -220,7 +227,8 @@ func (f *fleetRate) Wait(ctx context.Context) error {
 }
 
 // Add implements Store. The item is in Redis (and, with min_replicas,
-// on that many replicas) when it returns nil.
+// on that many replicas) when it returns nil. Concurrent accepts share
+// one pipeline and one round trip (see adder).
 func (s *RedisStore) Add(it *Item, req *Request, body []byte) error {
 	it.State = StatePending
 	it.Size = len(body)
@@ -232,6 +240,75 @@ func (s *RedisStore) Add(it *Item, req *Request, body []byte) error {
 	if err != nil {
 		return err
 	}
+	a := &redisAdd{m: m, r: r, body: body, done: make(chan error, 1)}
+	select {
+	case s.adds <- a:
+	case <-s.quit:
+		return errStoreClosed
+	}
+	select {
+	case err := <-a.done:
+		return err
+	case <-s.stopped:
+		select {
+		case err := <-a.done:
+			return err
+		default:
+			return errStoreClosed
+		}
+	}
+}
+
+var errStoreClosed = errors.New("the queue's store is closed")
+
+// redisAdd is one accept waiting for the adder.
+type redisAdd struct {
+	m, r, body []byte
+	done       chan error
+}
+
+// maxAddGroup bounds one pipeline of accepts.
+const maxAddGroup = 256
+
+// adder sends the accepts that arrived while the previous pipeline was
+// in flight as one pipeline: an XADD and an INCRBY each, then, with
+// min_replicas, one WAIT for all of them (WAIT counts the replicas that
+// have every write made on the connection so far). Like the local
+// store's group commit: no timer, a lone accept goes at once.
+func (s *RedisStore) adder() {
+	defer close(s.stopped)
+	group := make([]*redisAdd, 0, maxAddGroup)
+	for {
+		select {
+		case a := <-s.adds:
+			group = append(group[:0], a)
+		case <-s.quit:
+			return
+		}
+	more:
+		for len(group) < maxAddGroup {
+			select {
+			case a := <-s.adds:
+				group = append(group, a)
+			default:
+				break more
+			}
+		}
+		errs := s.addGroup(group)
+		for i, a := range group {
+			a.done <- errs[i]
+		}
+	}
+}
+
+func (s *RedisStore) addGroup(group []*redisAdd) []error {
+	errs := make([]error, len(group))
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
 	s.mu.Lock()
 	replicas := s.minReplicas
 	s.mu.Unlock()
@@ -241,34 +318,40 @@ func (s *RedisStore) Add(it *Item, req *Request, body []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	// One connection, in order: WAIT counts the replicas that have this
-	// connection's writes. On a Cluster it must be the master of the
-	// queue's slot.
+	// One connection, in order. On a Cluster, WAIT must go to the
+	// master of the queue's slot, with the writes.
 	var pipe redis.Pipeliner
 	if cc, ok := s.client().(*redis.ClusterClient); ok && replicas > 0 {
 		node, err := cc.MasterForKey(ctx, s.keys.s)
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		pipe = node.Pipeline()
 	} else {
 		pipe = s.client().Pipeline()
 	}
-	pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.s, Values: []any{"m", m, "r", r, "b", body}})
-	pipe.IncrBy(ctx, s.keys.bytes, int64(len(body)))
+	adds := make([]*redis.StringCmd, len(group))
+	for i, a := range group {
+		adds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.s, Values: []any{"m", a.m, "r", a.r, "b", a.body}})
+		pipe.IncrBy(ctx, s.keys.bytes, int64(len(a.body)))
+	}
 	var wait *redis.Cmd
 	if replicas > 0 {
 		wait = pipe.Do(ctx, "wait", replicas, s.tmo().Milliseconds())
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return err
-	}
+	pipe.Exec(ctx)
 	if wait != nil {
+		if err := wait.Err(); err != nil {
+			return fail(err)
+		}
 		if got, _ := wait.Int64(); got < int64(replicas) {
-			return fmt.Errorf("the item reached %d of the %d replicas min_replicas asks for", got, replicas)
+			return fail(fmt.Errorf("the item reached %d of the %d replicas min_replicas asks for", got, replicas))
 		}
 	}
-	return nil
+	for i, c := range adds {
+		errs[i] = c.Err()
+	}
+	return errs
 }
 
 // takeScript hands this consumer up to ARGV[3] entries: first, after a
@@ -832,5 +915,10 @@ func (s *RedisStore) Stats() (Stats, error) {
 	return st, nil
 }
 
-// Close implements Store; the client is the webhook app's.
-func (s *RedisStore) Close() error { return nil }
+// Close implements Store: it stops the adder once it has answered the
+// accepts it took. The client is the webhook app's.
+func (s *RedisStore) Close() error {
+	s.closeOnce.Do(func() { close(s.quit) })
+	<-s.stopped
+	return nil
+}

@@ -19,6 +19,7 @@ func openRedis(t *testing.T, srv *redistest.Server, consumer string, conc int, v
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 

@@ -123,20 +123,38 @@ func (rt *runtime) finisher() {
 	var batch []Finished
 	for f := range rt.finished {
 		batch = append(batch[:0], f)
-		timer := time.NewTimer(finishWait)
-	gather:
-		for len(batch) < finishBatch {
-			select {
-			case f, ok := <-rt.finished:
-				if !ok {
+		if rt.shared {
+			// On Redis an outcome costs a round trip, not an fsync, and
+			// the item counts against the fleet's concurrency until it
+			// is written: no waiting for others, just whatever is there.
+		drain:
+			for len(batch) < finishBatch {
+				select {
+				case f, ok := <-rt.finished:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, f)
+				default:
+					break drain
+				}
+			}
+		} else {
+			timer := time.NewTimer(finishWait)
+		gather:
+			for len(batch) < finishBatch {
+				select {
+				case f, ok := <-rt.finished:
+					if !ok {
+						break gather
+					}
+					batch = append(batch, f)
+				case <-timer.C:
 					break gather
 				}
-				batch = append(batch, f)
-			case <-timer.C:
-				break gather
 			}
+			timer.Stop()
 		}
-		timer.Stop()
 		if err := rt.store.Finish(batch); err != nil {
 			if cfg := rt.cfg.Load(); cfg != nil {
 				cfg.logger.Error("recording attempts; their items will be attempted again", zap.String("queue", rt.name), zap.Int("items", len(batch)), zap.Error(err))
