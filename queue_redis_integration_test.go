@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -594,5 +595,46 @@ func TestQueueRefusesEvictingRedis(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "maxmemory-policy allkeys-lru, which may evict queued deliveries") {
 		t.Fatalf("caddy validate: %v\n%s", err, out)
+	}
+}
+
+// rate holds for the fleet: two servers deliver a backlog behind rate
+// 20/1s, and the backend never sees more than the rate allows in any one
+// second (a GCRA with a burst of one: at most 21 in a window that opens
+// on an attempt).
+func TestQueueFleetRate(t *testing.T) {
+	rds := redistest.Start(t)
+	be := startQueueBackend(t, "")
+	opts := "concurrency 8\n\t\t\trate 20/1s"
+	lines := "address redis://" + rds.Addr + "/0"
+	a := startFleetQueue(t, lines, be.addr, opts)
+	b := startFleetQueue(t, lines, be.addr, opts)
+	if code := adminJSON(t, http.MethodPost, a.admin+"/webhook/queues/fleet/pause", nil); code != 200 {
+		t.Fatalf("pause: %d", code)
+	}
+	acked, _ := sendAll(t, []*fleetQueueServer{a, b}, 160, 8, "rate")
+	if code := adminJSON(t, http.MethodPost, a.admin+"/webhook/queues/fleet/resume", nil); code != 200 {
+		t.Fatalf("resume: %d", code)
+	}
+	waitDelivered(t, be, acked, 60*time.Second)
+	var times []time.Time
+	byServer := map[string]int{}
+	for _, at := range be.attempts() {
+		times = append(times, at.at)
+		byServer[at.header.Get("X-Delivered-By")]++
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	worst := 0
+	for i := range times {
+		j := sort.Search(len(times), func(k int) bool { return !times[k].Before(times[i].Add(time.Second)) })
+		worst = max(worst, j-i)
+	}
+	span := times[len(times)-1].Sub(times[0])
+	t.Logf("%d attempts in %s by %v, at most %d in any one second (rate 20/1s for the fleet)", len(times), span.Round(time.Millisecond), byServer, worst)
+	if worst > 21 {
+		t.Fatalf("%d attempts in one second, over the fleet's rate 20/1s", worst)
+	}
+	if len(byServer) != 2 {
+		t.Errorf("attempts by server %v: want both servers delivering", byServer)
 	}
 }

@@ -230,7 +230,14 @@ func (rt *runtime) dispatch() {
 			continue
 		}
 		now := rt.now()
-		items, err := rt.store.Due(now, int(limit-rt.inflight.Load()), rt.isLeased)
+		n := int(limit - rt.inflight.Load())
+		if cfg.limiter != nil {
+			// One at a time behind a rate: an item taken is in flight
+			// for the fleet, and one taken early would wait for its
+			// turn while its visibility timeout runs.
+			n = 1
+		}
+		items, err := rt.store.Due(now, n, rt.isLeased)
 		if err != nil {
 			cfg.logger.Error("reading the queue", zap.String("queue", rt.name), zap.Error(err))
 			rt.sleep(time.Second)
