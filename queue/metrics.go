@@ -42,7 +42,10 @@ var metrics = sync.OnceValue(func() *metricSet {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		}, []string{"queue"}),
 		state: &stateCollector{
-			items: prometheus.NewDesc("caddy_webhook_queue_items", "Items in a queue by state (pending, in_flight, dead, retained).", []string{"queue", "state"}, nil),
+			// store is local or redis: a queue on Redis is the fleet's,
+			// reported alike by every server (aggregate it with max, a
+			// local one with sum).
+			items: prometheus.NewDesc("caddy_webhook_queue_items", "Items in a queue by state (pending, in_flight, dead, retained); with store=\"redis\", the fleet's queue, reported by every server.", []string{"queue", "state", "store"}, nil),
 			oldest: prometheus.NewDesc("caddy_webhook_queue_oldest_pending_seconds",
 				"Age of the oldest pending item (0: none).", []string{"queue"}, nil),
 			paused: prometheus.NewDesc("caddy_webhook_queue_paused", "1 while delivery is paused.", []string{"queue"}, nil),
@@ -98,10 +101,14 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if rt.shared {
 			inflight = st.InFlight
 		}
-		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Pending-inflight), rt.name, "pending")
-		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(inflight), rt.name, "in_flight")
-		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Dead), rt.name, "dead")
-		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Retained), rt.name, "retained")
+		store := "local"
+		if rt.shared {
+			store = "redis"
+		}
+		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Pending-inflight), rt.name, "pending", store)
+		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(inflight), rt.name, "in_flight", store)
+		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Dead), rt.name, "dead", store)
+		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(st.Retained), rt.name, "retained", store)
 		age := 0.0
 		if !st.Oldest.IsZero() {
 			age = max(rt.now().Sub(st.Oldest).Seconds(), 0)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -174,7 +175,11 @@ func checkEviction(ctx context.Context, rdb redis.UniversalClient) (string, erro
 			return err
 		}
 		if p := kv["maxmemory-policy"]; strings.HasPrefix(p, "allkeys-") {
-			return fmt.Errorf("%w: Redis at %s has maxmemory-policy %s, which may evict queued deliveries; set maxmemory-policy noeviction (a full Redis then refuses new deliveries with 503 queue_unavailable instead of dropping stored ones)", errEviction, c.Options().Addr, p)
+			at := c.Options().Addr
+			if _, _, err := net.SplitHostPort(at); err != nil {
+				at = "the Sentinels' master" // a failover client's Addr is a name
+			}
+			return fmt.Errorf("%w: Redis at %s has maxmemory-policy %s, which may evict queued deliveries; set maxmemory-policy noeviction (a full Redis then refuses new deliveries with 503 queue_unavailable instead of dropping stored ones)", errEviction, at, p)
 		}
 		return nil
 	}
