@@ -203,7 +203,7 @@ var corePresets = []Preset{
 		"https://developers.intercom.com/docs/references/webhooks/webhook-models", "", "", noTimestamp), "id", "topic"),
 	withHandshake(withAliases(withBodyFields(bodyHMAC("meta", "X-Hub-Signature-256", "sha256=", AlgorithmHMACSHA256, EncodingHex,
 		"https://developers.facebook.com/docs/graph-api/webhooks/getting-started#validate-payloads", "", "", noIDNoTimestamp), "", "object"),
-		"facebook_graph_api", "facebook", "instagram", "whatsapp"), &Handshake{
+		"facebook_graph_api", "facebook", "facebook_messenger", "instagram", "whatsapp"), &Handshake{
 		Summary: "`GET ?hub.mode=subscribe&hub.challenge=<digits>&hub.verify_token=…`: the challenge as `text/plain` when `verify_token` matches",
 		Method:  http.MethodGet, Param: "hub.challenge", Fixed: []QueryValue{{"hub.mode", "subscribe"}}, TokenParam: "hub.verify_token",
 		Charset: CharsetDigits, MaxLen: 32, Answer: AnswerText,
