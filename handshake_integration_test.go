@@ -17,7 +17,7 @@ import (
 // through webhook_rate_limit like any request.
 func TestHandshakesThroughCaddy(t *testing.T) {
 	vecs := map[string]vector{}
-	for _, v := range sharedVectors(t) {
+	for _, v := range append(sharedVectors(t), projectVectors(t)...) {
 		if v.Kind == "challenge" {
 			vecs[v.Provider] = v
 		}
@@ -113,6 +113,16 @@ func TestHandshakesThroughCaddy(t *testing.T) {
 		{"GET", "/meta?hub.mode=subscribe&hub.challenge=1&hub.verify_token=guess", 401},
 		{"POST", "/msgraph?validationToken=" + url.QueryEscape("<script>"), 401},
 		{"GET", "/okta", 401}, // an empty challenge header: verified, and no secret came
+		// WebSub: only subscribe, one challenge, no parameter it does not
+		// know; SharePoint: the token in its charset, or it is a
+		// notification without clientState; Trello: HEAD carries nothing.
+		{"GET", "/websub?hub.mode=unsubscribe&hub.topic=t&hub.challenge=abc", 405},
+		{"GET", "/websub?hub.mode=subscribe&hub.challenge=a&hub.challenge=b", 405},
+		{"GET", "/websub?hub.mode=subscribe&hub.challenge=abc&hub.callback=https%3A%2F%2Fevil", 405},
+		{"GET", "/websub?hub.mode=subscribe&hub.challenge=" + url.QueryEscape("<svg onload=alert(1)>"), 405},
+		{"POST", "/sharepoint?validationtoken=" + url.QueryEscape("<script>"), 401},
+		{"POST", "/sharepoint?validationToken=abc", 401}, // Graph's spelling is not SharePoint's
+		{"HEAD", "/trello?x=1", 405},
 	} {
 		resp, body := send(c.method, base+c.target, "", map[string]string{"X-Okta-Verification-Challenge": ""})
 		if resp.StatusCode != c.want || resp.Header.Get("Content-Type") != "application/problem+json" {

@@ -854,4 +854,53 @@ var morePresets = []Preset{
 		},
 		Unsigned: "no delivery id: dedup keys on the signature; Hygraph documents no replay window, the gate applies 5 minutes",
 	},
+	// Atlassian's Jira Cloud "secure admin webhooks" (February 2024): the
+	// WebSub method=signature form of X-Hub-Signature.
+	withBodyFields(bodyHMAC("jira", "X-Hub-Signature", "sha256=", AlgorithmHMACSHA256, EncodingHex,
+		"https://developer.atlassian.com/cloud/jira/platform/webhooks/#secure-admin-webhooks",
+		"X-Atlassian-Webhook-Identifier", "", "no timestamp: a captured delivery can be sent again; X-Atlassian-Webhook-Identifier is unsigned (dedup keys it with the body's hash). Only webhooks an admin registers with a secret are signed; those of Connect and OAuth apps are not, and are refused"),
+		"", "webhookEvent"),
+	{
+		Name:    "sharepoint",
+		Summary: "SharePoint list webhooks: every item of `value` carries `clientState`, the secret given when the subscription was created, compared in constant time; every item must carry it",
+		DocURL:  "https://learn.microsoft.com/en-us/sharepoint/dev/apis/webhooks/overview-sharepoint-webhooks",
+		Key:     KeySecret,
+		Scheme: SchemeConfig{
+			SignatureItems: "value.[]",
+			SignatureField: "clientState",
+			Algorithm:      AlgorithmToken,
+		},
+		Unsigned: "everything but `clientState`, which stays in the body (the gate never alters it): anyone who has seen one notification can forge others; no id or timestamp. Keep the endpoint on HTTPS",
+		Handshake: &Handshake{
+			Summary: "`POST ?validationtoken=…` when a subscription is created: the token as `text/plain`",
+			Method:  http.MethodPost, Param: "validationtoken", Charset: CharsetText, MaxLen: 1024, Answer: AnswerText,
+		},
+	},
+	withHandshake(bodyHMAC("websub", "X-Hub-Signature", "sha256=", AlgorithmHMACSHA256, EncodingHex,
+		"https://www.w3.org/TR/websub/#authenticated-content-distribution", "", "",
+		"no id, no timestamp: a captured delivery can be sent again. The recommendation lets a hub choose sha1, sha256, sha384 or sha512; this preset takes sha256 only (configure the scheme yourself for another)"), &Handshake{
+		Summary: "`GET ?hub.mode=subscribe&hub.topic=…&hub.challenge=…[&hub.lease_seconds=…]` (verification of intent): the challenge as `text/plain`",
+		Method:  http.MethodGet, Param: "hub.challenge", Fixed: []QueryValue{{Name: "hub.mode", Value: "subscribe"}},
+		Optional: []string{"hub.topic", "hub.lease_seconds"}, Charset: CharsetToken, MaxLen: 256, Answer: AnswerText,
+	}),
+	{
+		Name:       "trello",
+		Summary:    "`X-Trello-Webhook: <base64 HMAC-SHA1(\"{body}{url}\")>`, keyed with the application's OAuth secret; `{url}` is the callback URL as registered (see `{url}`)",
+		DocURL:     "https://developer.atlassian.com/cloud/trello/guides/rest-api/webhooks/#webhook-signatures",
+		Key:        KeySecret,
+		IDField:    "action.id",
+		EventField: "action.type",
+		Scheme: SchemeConfig{
+			SignatureHeader: "X-Trello-Webhook",
+			SignaturePrefix: prefix(""),
+			Algorithm:       AlgorithmHMACSHA1,
+			Encoding:        EncodingBase64,
+			SignedPayload:   "{body}{url}",
+		},
+		Unsigned: "There is no timestamp, so a captured delivery verifies forever; `action.id` inside the signed body is the delivery's id. The URL that is signed is the one registered with Trello, not the one the gate sees; behind a rewrite or proxy set public_url.",
+		Handshake: &Handshake{
+			Summary: "`HEAD` when the webhook is created (unsigned, carries nothing): 200 with no body",
+			Method:  http.MethodHead, Answer: AnswerEmpty,
+		},
+	},
 }
