@@ -638,3 +638,29 @@ func TestQueueFleetRate(t *testing.T) {
 		t.Errorf("attempts by server %v: want both servers delivering", byServer)
 	}
 }
+
+// shards spreads one queue over the Cluster: with shards 6, the queue's
+// streams sit on more than one master, and two servers still deliver
+// 2,000 deliveries each exactly once.
+func TestQueueShardedOnCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 1)
+	checkQueueFleet(t, clusterLines(c), 2000, "shards 6")
+	holders := 0
+	for _, m := range c.Masters() {
+		cl := redis.NewClient(&redis.Options{Addr: m.Addr})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		keys, _, err := cl.Scan(ctx, 0, "webhook:q:{fleet/*}:*", 1000).Result()
+		cancel()
+		cl.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) > 0 {
+			holders++
+		}
+	}
+	if holders < 2 {
+		t.Fatalf("the 6 shards' keys are on %d master(s), want them spread", holders)
+	}
+	t.Logf("6 shards on %d of 3 masters", holders)
+}

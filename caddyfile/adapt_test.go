@@ -126,6 +126,9 @@ func TestAdaptErrors(t *testing.T) {
 		{"queue negative min_replicas", `webhook_queue q {
 			min_replicas -1
 		}`, "'min_replicas -1' must be a whole number"},
+		{"queue zero shards", `webhook_queue q {
+			shards 0
+		}`, "'shards 0' must be a whole number from 1 to 64"},
 		{"queue bad visibility", `webhook_queue q {
 			visibility_timeout soon
 		}`, "visibility_timeout"},

@@ -128,6 +128,15 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 				}
 				q.MinReplicas = n
 			}
+		case "shards":
+			var v string
+			if v, err = b.OneArg(); err == nil {
+				n, perr := strconv.Atoi(v)
+				if perr != nil || n < 1 || n > maxShards {
+					return d.Errf("%s: 'shards %s' must be a whole number from 1 to %d", name, v, maxShards)
+				}
+				q.Shards = n
+			}
 		case "max_age", "retain", "timeout", "visibility_timeout":
 			var dur caddy.Duration
 			v, derr := b.Duration()
@@ -177,4 +186,4 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 }
 
 // subdirectives are the subdirectives, for the suggestion an unknown one gets.
-var subdirectives = []string{"store", "path", "deliver", "respond", "retry", "max_attempts", "max_age", "retry_on", "concurrency", "rate", "max_pending", "max_bytes", "retain", "timeout", "visibility_timeout", "min_replicas"}
+var subdirectives = []string{"store", "path", "deliver", "respond", "retry", "max_attempts", "max_age", "retry_on", "concurrency", "rate", "max_pending", "max_bytes", "retain", "timeout", "visibility_timeout", "min_replicas", "shards"}

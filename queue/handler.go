@@ -64,6 +64,11 @@ type Handler struct {
 	// WAIT confirms the item reached that many replicas. By default, 0.
 	MinReplicas int `json:"min_replicas,omitempty"`
 
+	// Shards (store redis) spreads the queue over that many hash slots,
+	// for a Cluster where one master is not enough for one queue. By
+	// default, 1. It may grow between restarts, never shrink.
+	Shards int `json:"shards,omitempty"`
+
 	// Path is the directory of the store's file, <name>.db, made 0700
 	// (the file 0600: the bodies rest there as they arrived). By default,
 	// webhook-queues under Caddy's data directory.
@@ -127,6 +132,9 @@ type Handler struct {
 	maxBody     int64
 }
 
+// maxShards bounds shards: every dispatch looks at each shard.
+const maxShards = 64
+
 // Defaults.
 const (
 	DefaultConcurrency = 4
@@ -157,8 +165,8 @@ func (h *Handler) Validate() error {
 	}
 	switch h.Store {
 	case "", "local":
-		if h.VisibilityTimeout != 0 || h.MinReplicas != 0 {
-			return fmt.Errorf("webhook_queue %s: visibility_timeout and min_replicas apply to store redis", h.Name)
+		if h.VisibilityTimeout != 0 || h.MinReplicas != 0 || h.Shards != 0 {
+			return fmt.Errorf("webhook_queue %s: visibility_timeout, min_replicas and shards apply to store redis", h.Name)
 		}
 	case "redis":
 		if h.Path != "" {
@@ -173,6 +181,9 @@ func (h *Handler) Validate() error {
 		}
 		if h.MinReplicas < 0 {
 			return fmt.Errorf("webhook_queue %s: min_replicas must not be negative", h.Name)
+		}
+		if h.Shards < 0 || h.Shards > maxShards {
+			return fmt.Errorf("webhook_queue %s: shards must be between 1 and %d", h.Name, maxShards)
 		}
 	default:
 		return fmt.Errorf("webhook_queue %s: unknown store %q (want local or redis)", h.Name, h.Store)
@@ -272,8 +283,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.logger.Warn(warning, zap.String("queue", h.Name))
 		}
 		consumer := consumerName()
-		where = "redis"
+		where = redisWhere(h.Shards)
 		open = func() (Store, error) {
+			if h.Shards > 1 {
+				return NewShardedStore(context.Background(), rdb, prefix, h.Name, consumer, rtimeout, visibility, concurrency, h.MinReplicas, h.Shards)
+			}
 			return NewRedisStore(context.Background(), rdb, prefix, h.Name, consumer, rtimeout, visibility, concurrency, h.MinReplicas)
 		}
 		if h.RateCount > 0 {
@@ -284,7 +298,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			limiter = &fleetRate{store: rl, key: "queue:" + h.Name, limit: ratelimit.Limit{Rate: int64(h.RateCount), Window: time.Duration(h.RateWindow), Burst: 1}}
 		}
 		h.reconfigure = func(st Store) {
-			if rs, ok := st.(*RedisStore); ok {
+			switch rs := st.(type) {
+			case *RedisStore:
+				rs.Reconfigure(rdb, rtimeout, concurrency, visibility, h.MinReplicas)
+			case *ShardedStore:
 				rs.Reconfigure(rdb, rtimeout, concurrency, visibility, h.MinReplicas)
 			}
 		}

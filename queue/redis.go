@@ -149,9 +149,18 @@ func storeWhere(st Store) string {
 	case *LocalStore:
 		return st.db.Path()
 	case *RedisStore:
-		return "redis"
+		return redisWhere(1)
+	case *ShardedStore:
+		return redisWhere(len(st.shards))
 	}
 	return ""
+}
+
+func redisWhere(shards int) string {
+	if shards <= 1 {
+		return "redis"
+	}
+	return fmt.Sprintf("redis (%d shards)", shards)
 }
 
 // consumerName names this process in a queue's consumer group: the

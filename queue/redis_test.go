@@ -193,6 +193,8 @@ func TestValidateStoreSettings(t *testing.T) {
 		want string
 	}{
 		{Handler{Name: "q", MinReplicas: 1}, "apply to store redis"},
+		{Handler{Name: "q", Shards: 2}, "apply to store redis"},
+		{Handler{Name: "q", Store: "redis", Shards: 65}, "shards must be between 1 and 64"},
 		{Handler{Name: "q", Store: "local", VisibilityTimeout: caddy.Duration(time.Minute)}, "apply to store redis"},
 		{Handler{Name: "q", Store: "redis", Path: "/tmp/x"}, "path applies to store local"},
 		{Handler{Name: "q", Store: "redis", VisibilityTimeout: caddy.Duration(time.Minute)}, "must be longer than the attempt timeout (1m0s)"},
@@ -262,5 +264,89 @@ func TestRedisEncodingRoundTrip(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(*got, r) {
 			t.Errorf("%+v came back as %+v (%v)", r, got, err)
 		}
+	}
+}
+
+// A queue over four shards: accepts spread over them, every shard is
+// taken from, outcomes go to the shard that holds the item, the counts
+// are summed, an operator's retry and drop find the item wherever it
+// is, pause holds on every shard; the shards may grow, never shrink.
+func TestShardedStore(t *testing.T) {
+	srv := redistest.Start(t)
+	open := func(n int) (*ShardedStore, error) {
+		return NewShardedStore(context.Background(), srv.Client(), "test:q:", "orders", "a", time.Second, time.Minute, 8, 0, n)
+	}
+	s, err := open(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	for i := range 8 {
+		add(t, s, now.Add(time.Duration(i)*time.Millisecond), "x")
+	}
+	for i, sh := range s.shards {
+		fresh(sh)
+		if st := stats(t, sh); st.Pending != 2 {
+			t.Fatalf("shard %d holds %d items, want 2 of the 8", i, st.Pending)
+		}
+	}
+	for _, sh := range s.shards {
+		fresh(sh)
+	}
+	if st := stats(t, s); st.Pending != 8 || st.Bytes != 8 {
+		t.Fatalf("summed counts: %+v", st)
+	}
+	due, err := s.Due(now.Add(time.Second), 100, nil)
+	if err != nil || len(due) != 8 {
+		t.Fatalf("due: %d %v", len(due), err)
+	}
+	var done []Finished
+	for i, it := range due {
+		if _, _, body, err := s.Load(it.ID); err != nil || string(body) != "x" {
+			t.Fatalf("load %s: %v", it.ID, err)
+		}
+		o := Outcome{Delivered: true, Status: 200}
+		if i == 0 {
+			o = Outcome{Dead: true, Status: 400}
+		}
+		done = append(done, Finished{ID: it.ID, Outcome: o})
+	}
+	if err := s.Finish(done); err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range s.shards {
+		fresh(sh)
+	}
+	if st := stats(t, s); st.Pending != 0 || st.Dead != 1 {
+		t.Fatalf("after the outcomes: %+v", st)
+	}
+	if err := s.Retry(due[0].ID, now); err != nil {
+		t.Fatalf("retry across shards: %v", err)
+	}
+	if err := s.Drop(due[0].ID); err != nil {
+		t.Fatalf("drop across shards: %v", err)
+	}
+	if err := s.Drop("nope"); err != ErrNotFound {
+		t.Fatalf("drop of nothing: %v", err)
+	}
+	if err := s.SetPaused(true); err != nil {
+		t.Fatal(err)
+	}
+	for i, sh := range s.shards {
+		if !stats(t, sh).Paused {
+			t.Fatalf("shard %d not paused", i)
+		}
+	}
+	if _, err := open(2); err == nil || !strings.Contains(err.Error(), "never shrink") {
+		t.Fatalf("fewer shards than the queue had: %v", err)
+	}
+	grown, err := open(6)
+	if err != nil {
+		t.Fatalf("more shards: %v", err)
+	}
+	grown.Close()
+	if _, err := open(4); err == nil {
+		t.Fatal("back to 4 after 6 was accepted")
 	}
 }

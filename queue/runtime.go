@@ -80,7 +80,10 @@ func newRuntime(name string, store Store) *runtime {
 	if st, err := store.Stats(); err == nil {
 		rt.paused.Store(st.Paused)
 	}
-	_, rt.shared = store.(*RedisStore)
+	switch store.(type) {
+	case *RedisStore, *ShardedStore:
+		rt.shared = true
+	}
 	return rt
 }
 
