@@ -2,6 +2,7 @@ package caddyfile
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -41,6 +42,12 @@ func init() {
 //			root_ca     <pem file>                   # repeatable; replaces the system roots
 //			jwks_url    <url>                        # replaces Google's JWKS address
 //		}
+//		ip_ranges {               # providers' published lists (allow_ips published)
+//			refresh     <duration>        # default 1h, ±10%
+//			# for tests and private deployments only:
+//			url         <provider> <url>  # replaces where the provider's list is fetched (https)
+//			root_ca     <pem file>        # repeatable; replaces the system roots
+//		}
 //	}
 func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(store.App)
@@ -56,6 +63,8 @@ func parseGlobal(d *caddyfile.Dispenser, _ any) (any, error) {
 			app.Redis, err = parseRedis(d)
 		case "keys":
 			app.Keys, err = parseKeys(d)
+		case "ip_ranges":
+			app.Ranges, err = parseIPRanges(d)
 		default:
 			return b.Unknown(sub)
 		}
@@ -125,6 +134,45 @@ func parseRedis(d *caddyfile.Dispenser) (*store.RedisConfig, error) {
 		return nil, d.Errf("webhook redis: at least one 'address' is required")
 	}
 	return rc, nil
+}
+
+func parseIPRanges(d *caddyfile.Dispenser) (*store.IPRangesConfig, error) {
+	rc := new(store.IPRangesConfig)
+	b := cfparse.NewBlock(d, "webhook ip_ranges", "url", "root_ca")
+	err := b.Each(1, func(sub string) error {
+		var err error
+		switch sub {
+		case "refresh":
+			var dur time.Duration
+			if dur, err = b.Duration(); err == nil {
+				if dur < time.Second {
+					return d.Errf("webhook ip_ranges: 'refresh' must be at least 1s")
+				}
+				rc.Refresh = caddy.Duration(dur)
+			}
+		case "url":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("webhook ip_ranges: 'url' takes a provider and the https:// address of its list")
+			}
+			if !strings.HasPrefix(args[1], "https://") {
+				return d.Errf("webhook ip_ranges: url %s %s: lists are fetched over https only", args[0], args[1])
+			}
+			if rc.URLs == nil {
+				rc.URLs = map[string]string{}
+			}
+			rc.URLs[args[0]] = args[1]
+		case "root_ca":
+			var f string
+			if f, err = b.OneArg(); err == nil {
+				rc.RootCA = append(rc.RootCA, f)
+			}
+		default:
+			return b.Unknown(sub)
+		}
+		return err
+	})
+	return rc, err
 }
 
 func parseKeys(d *caddyfile.Dispenser) (*store.KeysConfig, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/webhookauth/caddy-webhookauth/internal/ipranges"
 	"github.com/webhookauth/caddy-webhookauth/internal/keyfetch"
 	"github.com/webhookauth/caddy-webhookauth/ratelimit"
 	"github.com/webhookauth/caddy-webhookauth/webhookauth"
@@ -33,10 +34,16 @@ type App struct {
 	// PayPal, Pub/Sub); see KeysConfig.
 	Keys *KeysConfig `json:"keys,omitempty"`
 
+	// IPRanges configures how providers' published IP ranges are kept
+	// (allow_ips published); see IPRangesConfig.
+	Ranges *IPRangesConfig `json:"ip_ranges,omitempty"`
+
 	client  *pooledClient
 	poolKey string
 	keys    *keyfetch.Source
 	keysKey string
+	ipm     *ipranges.Manager
+	ipmKey  string
 
 	mu  sync.Mutex
 	seq map[string]int
@@ -62,6 +69,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("webhook: keys: %w", err)
 	}
 	a.keys, a.keysKey = keys, keysKey
+	if err := registerIPMetrics(ctx); err != nil {
+		return fmt.Errorf("webhook: registering metrics: %w", err)
+	}
+	if a.ipm, a.ipmKey, err = a.openIPRanges(ctx); err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
 	if a.Redis == nil {
 		return nil
 	}
@@ -78,6 +91,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 func (a *App) Cleanup() error {
 	if a.keysKey != "" {
 		sources.Delete(a.keysKey)
+	}
+	if a.ipmKey != "" {
+		ipManagers.Delete(a.ipmKey)
 	}
 	if a.poolKey != "" {
 		_, err := clients.Delete(a.poolKey)
@@ -135,12 +151,13 @@ func (*App) Stop() error { return nil }
 
 // Interface guards
 var (
-	_ caddy.App                 = (*App)(nil)
-	_ caddy.Provisioner         = (*App)(nil)
-	_ caddy.CleanerUpper        = (*App)(nil)
-	_ ratelimit.StoreProvider   = (*App)(nil)
-	_ webhookauth.DedupProvider = (*App)(nil)
-	_ webhookauth.KeySource     = (*App)(nil)
+	_ caddy.App                  = (*App)(nil)
+	_ caddy.Provisioner          = (*App)(nil)
+	_ caddy.CleanerUpper         = (*App)(nil)
+	_ ratelimit.StoreProvider    = (*App)(nil)
+	_ webhookauth.DedupProvider  = (*App)(nil)
+	_ webhookauth.KeySource      = (*App)(nil)
+	_ webhookauth.IPRangesSource = (*App)(nil)
 )
 
 // QueueRedis gives webhook_queue's `store redis` the process's Redis

@@ -169,6 +169,11 @@ func (handler *Handler) unmarshalSub(b *cfparse.Block, sub string) error {
 		handler.OnStoreError, err = b.Choice(gate.OnStoreErrorReject, gate.OnStoreErrorAllow)
 	case "max_body":
 		handler.MaxBody, err = b.Size()
+	case "allow_ips":
+		handler.AllowIPs = d.RemainingArgs()
+		if len(handler.AllowIPs) == 0 {
+			return d.Errf("%s: 'allow_ips' takes published (the provider's own list) and/or CIDRs", b.Directive)
+		}
 	case "methods":
 		handler.Methods = d.RemainingArgs()
 		if len(handler.Methods) == 0 {
@@ -286,4 +291,4 @@ func envPlaceholderAt(file string, line int) string {
 }
 
 // subdirectives are the subdirectives, for the suggestion an unknown one gets.
-var subdirectives = []string{"secret", "public_key", "tolerance", "dedup", "dedup_claim_ttl", "dedup_scope", "read_timeout", "forward_signature", "handshake", "verify_token", "topic_arn", "confirm_subscription", "webhook_id", "audience", "service_account", "store", "on_store_error", "max_body", "methods", "mode", "on_reject", "signature_header", "signature_format", "signature_prefix", "algorithm", "encoding", "signed_payload", "timestamp_header", "signature_field", "signature_items", "public_url", "body_hash_query", "timestamp_field", "timestamp_format", "id_header", "event_header", "signature_separator", "timestamp_key", "secret_encoding"}
+var subdirectives = []string{"secret", "public_key", "tolerance", "dedup", "dedup_claim_ttl", "dedup_scope", "read_timeout", "forward_signature", "handshake", "verify_token", "topic_arn", "confirm_subscription", "webhook_id", "audience", "service_account", "store", "on_store_error", "max_body", "allow_ips", "methods", "mode", "on_reject", "signature_header", "signature_format", "signature_prefix", "algorithm", "encoding", "signed_payload", "timestamp_header", "signature_field", "signature_items", "public_url", "body_hash_query", "timestamp_field", "timestamp_format", "id_header", "event_header", "signature_separator", "timestamp_key", "secret_encoding"}

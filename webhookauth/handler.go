@@ -77,6 +77,15 @@ type Handler struct {
 	// MaxBody is the largest body accepted, in bytes. By default, 10 MB.
 	MaxBody int64 `json:"max_body,omitempty"`
 
+	// AllowIPs admits only requests from these ranges (CIDRs or
+	// addresses), checked on Caddy's client IP (so trusted_proxies is
+	// respected) before the body is read: 403 source_ip_refused.
+	// "published" stands for the provider's own list, fetched and kept
+	// current by the webhook app (see IPSource); until one has been
+	// obtained, 503 ip_ranges_unavailable. Defence in depth beside the
+	// signature, never instead of it.
+	AllowIPs []string `json:"allow_ips,omitempty"`
+
 	// Methods are the allowed request methods. By default, POST only;
 	// others get 405 with an Allow header.
 	Methods []string `json:"methods,omitempty"`
@@ -182,6 +191,8 @@ type Handler struct {
 	// bare: rejections have no body (BareRejections).
 	echo string
 	bare bool
+	// ips is allow_ips (nil: any address).
+	ips *ipGate
 	// hs is the preset's handshake, answered here when answerHS;
 	// verifyToken is the digest of VerifyToken, if set.
 	hs       *Handshake
@@ -240,6 +251,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Provider != "" {
 		h.label = p.Name
 		h.idField, h.evField = p.IDField, p.EventField
+	}
+	if len(h.AllowIPs) > 0 {
+		if h.ips, err = h.newIPGate(ctx, p); err != nil {
+			return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+		}
 	}
 	if h.Provider == "" && (scheme.hasTimestamp() || scheme.TimestampField != "") {
 		tolerance = 5 * time.Minute
@@ -741,6 +757,14 @@ type delivery struct {
 
 // check runs every verification step in order of cost and fills in d.
 func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, d *delivery) {
+	// Before anything is read: a request from outside the sender's
+	// addresses is refused with its body unread (handshakes included:
+	// they come from the same senders).
+	if h.ips != nil {
+		if d.rej = h.ips.check(r); d.rej != nil {
+			return
+		}
+	}
 	if h.hs != nil && !h.hs.Signed {
 		if m, ok := h.hs.matchUnsigned(r); ok {
 			h.unsignedHandshake(m, d)

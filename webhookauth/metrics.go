@@ -31,6 +31,7 @@ func newHandlerMetrics(provider string, secrets int, store string) handlerMetric
 		string(ReasonTimestampInvalid), string(ReasonTimestampOutOfWindow), string(ReasonMethodNotAllowed),
 		string(ReasonBodyTooLarge), string(ReasonBodyTimeout), string(ReasonDeliveryIDInvalid),
 		string(ReasonDeliveryInProgress), string(ReasonStoreUnavailable), string(ReasonKeyUnavailable),
+		string(ReasonSourceIPRefused), string(ReasonIPRangesUnavailable),
 	} {
 		hm.results[r] = gate.Requests(provider, r)
 	}

@@ -27,6 +27,8 @@ const (
 	ReasonDeliveryInProgress   = gate.ReasonDeliveryInProgress
 	ReasonStoreUnavailable     = gate.ReasonStoreUnavailable
 	ReasonKeyUnavailable       = gate.ReasonKeyUnavailable
+	ReasonSourceIPRefused      = gate.ReasonSourceIPRefused
+	ReasonIPRangesUnavailable  = gate.ReasonIPRangesUnavailable
 )
 
 // The results other than rejections, in {http.webhook.result} and the

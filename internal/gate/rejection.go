@@ -39,6 +39,12 @@ const (
 	// the sender keeps the delivery and retries.
 	ReasonQueueFull        Reason = "queue_full"
 	ReasonQueueUnavailable Reason = "queue_unavailable"
+
+	// allow_ips: the client's address is outside the sender's ranges
+	// (403, before the body is read), or the sender's published list has
+	// never been obtained (503, fail closed).
+	ReasonSourceIPRefused     Reason = "source_ip_refused"
+	ReasonIPRangesUnavailable Reason = "ip_ranges_unavailable"
 )
 
 // reasonValues are the reasons boxed once, for the replacer.
@@ -47,7 +53,7 @@ var reasonValues = func() map[Reason]any {
 	for _, r := range []Reason{ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureInvalid,
 		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge,
 		ReasonBodyTimeout, ReasonDeliveryIDInvalid, ReasonDeliveryInProgress, ReasonRateLimited, ReasonStoreUnavailable, ReasonKeyUnavailable,
-		ReasonQueueFull, ReasonQueueUnavailable} {
+		ReasonQueueFull, ReasonQueueUnavailable, ReasonSourceIPRefused, ReasonIPRangesUnavailable} {
 		m[r] = string(r)
 	}
 	return m
@@ -84,7 +90,7 @@ func (r Reason) SenderFault() bool {
 	switch r {
 	case ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureInvalid,
 		ReasonTimestampInvalid, ReasonTimestampOutOfWindow, ReasonMethodNotAllowed, ReasonBodyTooLarge,
-		ReasonBodyTimeout, ReasonDeliveryIDInvalid, ReasonKeyUnavailable:
+		ReasonBodyTimeout, ReasonDeliveryIDInvalid, ReasonKeyUnavailable, ReasonSourceIPRefused:
 		return true
 	}
 	return false
@@ -109,7 +115,7 @@ func (r Reason) Status() int {
 		return http.StatusConflict
 	case ReasonRateLimited:
 		return http.StatusTooManyRequests
-	case ReasonStoreUnavailable, ReasonKeyUnavailable, ReasonQueueFull, ReasonQueueUnavailable:
+	case ReasonStoreUnavailable, ReasonKeyUnavailable, ReasonQueueFull, ReasonQueueUnavailable, ReasonIPRangesUnavailable:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusForbidden

@@ -41,6 +41,23 @@ type Server struct {
 	down   atomic.Bool
 	// Gate, when set, is waited on before each answer (concurrency tests).
 	gate chan struct{}
+	// bodies are answers set by SetBody, by path.
+	bodies map[string][]byte
+}
+
+// SetBody makes the server answer path with body (application/json);
+// nil removes it (404).
+func (s *Server) SetBody(path string, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bodies == nil {
+		s.bodies = map[string][]byte{}
+	}
+	if body == nil {
+		delete(s.bodies, path)
+		return
+	}
+	s.bodies[path] = body
 }
 
 // Start serves dir's fixtures (webhookauth/testdata/fetched):
@@ -83,6 +100,7 @@ func Start(t testing.TB, dir string) *Server {
 		s.mu.Lock()
 		s.counts[r.URL.Path]++
 		gate := s.gate
+		set := s.bodies[r.URL.Path]
 		s.mu.Unlock()
 		if gate != nil {
 			<-gate
@@ -92,6 +110,9 @@ func Start(t testing.TB, dir string) *Server {
 			return
 		}
 		switch p := r.URL.Path; {
+		case set != nil:
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(set)
 		case files[p] != nil:
 			w.Header().Set("Content-Type", "application/x-pem-file")
 			w.Write(files[p])

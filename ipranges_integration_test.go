@@ -1,0 +1,135 @@
+package caddywebhookauth_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/webhookauth/caddy-webhookauth/internal/keyserver"
+)
+
+// allow_ips through a real Caddy, with a local HTTPS server standing in
+// for GitHub's meta API: a request from outside the list is refused 403
+// before any body byte is read; a refresh that adds the address lets
+// deliveries through; a refresh that fails, or comes back empty, keeps
+// the last good list; a provider whose list was never obtained is 503
+// ip_ranges_unavailable; fixed ranges work alone and beside the list.
+func TestAllowIPsThroughCaddy(t *testing.T) {
+	ks := keyserver.Start(t, fixtureDir)
+	ks.SetBody("/meta", []byte(`{"hooks":["192.0.2.0/24","198.51.100.0/24"]}`))
+	be := newBackend(t)
+	const secret = "allow-ips-secret-0123456789"
+	globals := fmt.Sprintf(`
+		webhook {
+			ip_ranges {
+				refresh 1s
+				url github %s/meta
+				url stripe %s/missing
+				root_ca %s
+			}
+		}`, ks.URL, ks.URL, ks.RootFile)
+	sites := fmt.Sprintf(`:9080 {
+		route /published {
+			webhook_auth github {
+				secret %[1]s
+				allow_ips published
+			}
+			reverse_proxy %[2]s
+		}
+		route /fixed-out {
+			webhook_auth github {
+				secret %[1]s
+				allow_ips 10.0.0.0/8
+			}
+			reverse_proxy %[2]s
+		}
+		route /fixed-in {
+			webhook_auth github {
+				secret %[1]s
+				allow_ips published 127.0.0.1
+			}
+			reverse_proxy %[2]s
+		}
+		route /never {
+			webhook_auth stripe {
+				secret whsec_%[1]s
+				allow_ips published
+			}
+			reverse_proxy %[2]s
+		}
+	}`, secret, be.URL)
+	tester := newTester(t)
+	tester.InitServer(caddyConfig(globals, sites), "caddyfile")
+
+	deliver := func(path string) (int, string) {
+		t.Helper()
+		req := signedRequest(t, "github", secret, base+path, []byte(`{"zen":"keep it logically awesome"}`), time.Now())
+		resp, body := doRequest(t, req)
+		return resp.StatusCode, body
+	}
+	if code, body := deliver("/published"); code != 403 || !strings.Contains(body, "source_ip_refused") {
+		t.Fatalf("from outside the published list: %d %s", code, body)
+	}
+	if code, body := deliver("/fixed-out"); code != 403 || !strings.Contains(body, "source_ip_refused") {
+		t.Fatalf("from outside a fixed range: %d %s", code, body)
+	}
+	if code, body := deliver("/fixed-in"); code != 200 {
+		t.Fatalf("from a fixed address beside the list: %d %s", code, body)
+	}
+	if n := len(be.take()); n != 1 {
+		t.Fatalf("the backend got %d requests, want the one admitted", n)
+	}
+
+	// Refused before the body is read: headers announce 1 MB, none of it
+	// is sent, and the answer comes anyway, closing the connection.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /published HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-Hub-Signature-256: sha256=00\r\nContent-Length: 1000000\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer before the body: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 403 || !resp.Close {
+		t.Fatalf("before the body: %d, close %v", resp.StatusCode, resp.Close)
+	}
+
+	// The provider's list now holds loopback: a refresh picks it up.
+	ks.SetBody("/meta", []byte(`{"hooks":["127.0.0.0/8","192.0.2.0/24"]}`))
+	waitUntil(t, 10*time.Second, "the refreshed list", func() bool { code, _ := deliver("/published"); return code == 200 })
+
+	// A refresh that comes back empty, then one that fails: the last
+	// good list stays in force.
+	ks.SetBody("/meta", []byte(`{"hooks":[]}`))
+	before := ks.Count("/meta")
+	waitUntil(t, 10*time.Second, "two more refreshes", func() bool { return ks.Count("/meta") >= before+2 })
+	if code, body := deliver("/published"); code != 200 {
+		t.Fatalf("after an empty refresh: %d %s", code, body)
+	}
+	ks.SetDown(true)
+	before = ks.Count("/meta")
+	waitUntil(t, 10*time.Second, "two failed refreshes", func() bool { return ks.Count("/meta") >= before+2 })
+	if code, body := deliver("/published"); code != 200 {
+		t.Fatalf("with the list's server down: %d %s", code, body)
+	}
+	ks.SetDown(false)
+
+	// Never obtained (the server answers 404): fail closed.
+	req := signedRequest(t, "stripe", "whsec_"+secret, base+"/never", []byte(`{"id":"evt_1","type":"x"}`), time.Now())
+	resp2, body := doRequest(t, req)
+	if resp2.StatusCode != 503 || !strings.Contains(body, "ip_ranges_unavailable") || resp2.Header.Get("Retry-After") == "" {
+		t.Fatalf("no list ever obtained: %d %s", resp2.StatusCode, body)
+	}
+	if ks.Count("/missing") == 0 {
+		t.Fatal("the stripe list was never asked for")
+	}
+}
