@@ -133,3 +133,29 @@ func TestAllowIPsThroughCaddy(t *testing.T) {
 		t.Fatal("the stripe list was never asked for")
 	}
 }
+
+// caddy webhook ips prints a provider's list as the gate fetches it
+// (here from a local HTTPS server standing in for GitHub's meta API), a
+// documented list as documented, and refuses a provider without one, an
+// empty list, and a list over plain HTTP.
+func TestIPsCommand(t *testing.T) {
+	ks := keyserver.Start(t, fixtureDir)
+	ks.SetBody("/meta", []byte(`{"hooks":["192.0.2.0/24","2001:db8::/48"],"web":["203.0.113.0/24"]}`))
+	stdout, stderr, code := runCLI(t, nil, nil, "webhook", "ips", "github", "--url", ks.URL+"/meta", "--root-ca", ks.RootFile)
+	if code != 0 || !strings.Contains(stdout, "\n192.0.2.0/24\n2001:db8::/48\n") || strings.Contains(stdout, "203.0.113.0/24") {
+		t.Fatalf("github: %d %q %s", code, stdout, stderr)
+	}
+	if stdout, _, code := runCLI(t, nil, nil, "webhook", "ips", "gitlab"); code != 0 || !strings.Contains(stdout, "34.74.90.64/28") {
+		t.Fatalf("gitlab: %d %q", code, stdout)
+	}
+	ks.SetBody("/empty", []byte(`{"hooks":[]}`))
+	for _, args := range [][]string{
+		{"webhook", "ips", "slack"},
+		{"webhook", "ips", "github", "--url", ks.URL + "/empty", "--root-ca", ks.RootFile},
+		{"webhook", "ips", "github", "--url", strings.Replace(ks.URL, "https://", "http://", 1) + "/meta"},
+	} {
+		if _, stderr, code := runCLI(t, nil, nil, args...); code == 0 || !strings.Contains(stderr, `"level":"error"`) {
+			t.Errorf("%v: exit %d, %s", args, code, stderr)
+		}
+	}
+}

@@ -31,7 +31,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhook",
-		Usage: "sign|send|handshake|verify --provider <name> [flags] | providers [--provider <name>] | queue <operation>",
+		Usage: "sign|send|handshake|verify --provider <name> [flags] | providers [--provider <name>] | ips <provider> | queue <operation>",
 		Short: "Signs and sends webhook deliveries as a provider would",
 		Long: `
 Signs webhook deliveries exactly as a provider does, to test an endpoint
@@ -56,6 +56,10 @@ guarded by webhook_auth without waiting for the provider.
   caddy webhook providers [--provider <name>]
       lists every provider preset in one line each, or shows one in full
 
+  caddy webhook ips <provider>
+      prints the addresses the provider's webhooks come from, fetched as
+      allow_ips published fetches them (or as its documentation lists them)
+
   caddy webhook queue list|pause|resume|items|retry|redrive|drop [<queue>] [<id>]
       operates the webhook_queue queues of a running Caddy (its admin API)
 
@@ -64,7 +68,7 @@ The body is read from --body-file, or from standard input. --secret-env
 names an environment variable holding the secret, which keeps it out of
 the shell history and the process list.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), sendCommand(), handshakeCommand(), verifyCommand(), providersCommand(), queueCommand())
+			cmd.AddCommand(signCommand(), sendCommand(), handshakeCommand(), verifyCommand(), providersCommand(), queueCommand(), ipsCommand())
 			// Without this, cobra prints the help for a mistyped
 			// subcommand and exits 0, so a script would carry on.
 			cmd.Args = cobra.ArbitraryArgs
@@ -252,6 +256,9 @@ func writeProvider(w io.Writer, p webhookauth.Preset) error {
 	}
 	if p.Handshake != nil {
 		fmt.Fprintf(&b, "  handshake:   %s\n", strings.ReplaceAll(p.Handshake.Summary, "`", ""))
+	}
+	if src := webhookauth.LookupIPSource(p.Name); src != nil {
+		fmt.Fprintf(&b, "  ip ranges:   %s\n", src.Describe())
 	}
 	raw, err := json.Marshal(p.Scheme)
 	if err != nil {

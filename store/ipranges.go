@@ -71,7 +71,7 @@ func (a *App) openIPRanges(ctx caddy.Context) (*ipranges.Manager, string, error)
 				}
 			}
 		}
-		m := ipranges.New(ipranges.Config{Refresh: time.Duration(cfg.Refresh), Roots: roots, Storage: ctx.Storage(),
+		m := ipranges.New(ipranges.Config{Refresh: time.Duration(cfg.Refresh), Roots: roots, Storage: storageOf(ctx),
 			Observe: func(provider string, ok bool, why string, l *ipranges.List) {
 				if !ok {
 					ipMetrics.failures.WithLabelValues(provider).Inc()
@@ -86,6 +86,20 @@ func (a *App) openIPRanges(ctx caddy.Context) (*ipranges.Manager, string, error)
 		return nil, "", err
 	}
 	return val.(pooledIPManager).Manager, key, nil
+}
+
+// storageOf is Caddy's storage, or nil for a context without a config
+// (the verify command provisions handlers outside a running Caddy).
+func storageOf(ctx caddy.Context) (s ipranges.Storage) {
+	defer func() {
+		if recover() != nil {
+			s = nil
+		}
+	}()
+	if st := ctx.Storage(); st != nil {
+		return st
+	}
+	return nil
 }
 
 // IPRanges implements webhookauth.IPRangesSource. It waits a moment for

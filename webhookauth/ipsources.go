@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -147,4 +148,26 @@ func (g *ipGate) check(r *http.Request) *gate.Rejection {
 		}
 	}
 	return gate.Reject(gate.ReasonSourceIPRefused, "the request does not come from an address the sender's webhooks come from")
+}
+
+// Describe says in one line where the list comes from, for the README
+// and `caddy webhook providers`.
+func (s *IPSource) Describe() string {
+	if s.Published != nil {
+		return "published at " + s.Published.URL + ": " + s.How + " (" + s.Doc + ")"
+	}
+	return "documented: " + strings.Join(s.Static, ", ") + " (" + s.Doc + ", read " + s.Read + ")"
+}
+
+// ipSourceCell is the README table's cell for provider.
+func ipSourceCell(provider string) string {
+	s := ipSources[provider]
+	switch {
+	case s == nil:
+		return "—"
+	case s.Published != nil:
+		return "[published](" + s.Published.URL + "), refreshed"
+	default:
+		return "[documented](" + s.Doc + "): `" + strings.Join(s.Static, "`, `") + "` (read " + s.Read + ")"
+	}
 }

@@ -721,8 +721,8 @@ func Catalogue() []Preset {
 // README's copy is stale.
 func PresetTable() string {
 	var b strings.Builder
-	b.WriteString("| provider | signature | timestamp / window | id, event | not covered by the signature |\n")
-	b.WriteString("|---|---|---|---|---|\n")
+	b.WriteString("| provider | signature | timestamp / window | id, event | not covered by the signature | IP ranges (`allow_ips published`) |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
 	for _, p := range catalogue {
 		name := "[`" + p.Name + "`](" + p.DocURL + ")"
 		for _, a := range p.Aliases {
@@ -766,7 +766,7 @@ func PresetTable() string {
 		if id == "—" && ev == "—" {
 			idEv = "—"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", name, p.Summary, ts, idEv, unsigned)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", name, p.Summary, ts, idEv, unsigned, ipSourceCell(p.Name))
 	}
 	return b.String()
 }
