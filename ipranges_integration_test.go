@@ -159,3 +159,48 @@ func TestIPsCommand(t *testing.T) {
 		}
 	}
 }
+
+// http.ip_sources.webhook_provider serves a provider's list to Caddy's
+// trusted_proxies: with loopback in the list, a request from loopback
+// carrying X-Forwarded-For is taken to come from the forwarded address,
+// which a fixed allow_ips admits; without it in the list, it is not.
+func TestProviderIPSourceAsTrustedProxies(t *testing.T) {
+	ks := keyserver.Start(t, fixtureDir)
+	ks.SetBody("/meta", []byte(`{"hooks":["127.0.0.0/8"]}`))
+	be := newBackend(t)
+	const secret = "ip-source-secret-0123456789"
+	globals := fmt.Sprintf(`
+		servers {
+			trusted_proxies webhook_provider github
+			client_ip_headers X-Forwarded-For
+		}
+		webhook {
+			ip_ranges {
+				refresh 1s
+				url github %s/meta
+				root_ca %s
+			}
+		}`, ks.URL, ks.RootFile)
+	sites := fmt.Sprintf(`:9080 {
+		route /behind {
+			webhook_auth github {
+				secret %s
+				allow_ips 203.0.113.5
+			}
+			reverse_proxy %s
+		}
+	}`, secret, be.URL)
+	tester := newTester(t)
+	tester.InitServer(caddyConfig(globals, sites), "caddyfile")
+	send := func() int {
+		req := signedRequest(t, "github", secret, base+"/behind", []byte(`{"a":1}`), time.Now())
+		req.Header.Set("X-Forwarded-For", "203.0.113.5")
+		resp, _ := doRequest(t, req)
+		return resp.StatusCode
+	}
+	if code := send(); code != 200 {
+		t.Fatalf("through a trusted proxy: %d", code)
+	}
+	ks.SetBody("/meta", []byte(`{"hooks":["192.0.2.0/24"]}`))
+	waitUntil(t, 10*time.Second, "loopback to be trusted no more", func() bool { return send() == 403 })
+}
