@@ -2,11 +2,15 @@ package caddywebhookauth_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -203,4 +207,69 @@ func TestProviderIPSourceAsTrustedProxies(t *testing.T) {
 	}
 	ks.SetBody("/meta", []byte(`{"hooks":["192.0.2.0/24"]}`))
 	waitUntil(t, 10*time.Second, "loopback to be trusted no more", func() bool { return send() == 403 })
+}
+
+// A Caddy process restarted while the provider's list cannot be fetched
+// still has the last good list: it was kept in Caddy's storage.
+func TestAllowIPsRestartWithListDown(t *testing.T) {
+	ks := keyserver.Start(t, fixtureDir)
+	ks.SetBody("/meta", []byte(`{"hooks":["127.0.0.0/8"]}`))
+	be := newBackend(t)
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	port, admin := freePort(t), freePort(t)
+	const secret = "restart-secret-0123456789"
+	cfg := fmt.Sprintf(`{
+	admin localhost:%d
+	http_port %d
+	storage file_system %s/data
+	webhook {
+		ip_ranges {
+			url github %s/meta
+			root_ca %s
+		}
+	}
+}
+:%d {
+	webhook_auth github {
+		secret %s
+		allow_ips published
+	}
+	reverse_proxy %s
+}
+`, admin, port, dir, ks.URL, ks.RootFile, port, secret, be.URL)
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	send := func() int {
+		req := signedRequest(t, "github", secret, url, []byte(`{"a":1}`), time.Now())
+		resp, _ := doRequest(t, req)
+		return resp.StatusCode
+	}
+	cmd := startCaddyProcess(t, bin, file, dir, admin, &logs)
+	if code := send(); code != 200 {
+		t.Fatalf("first run: %d\n%s", code, logs.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	ks.SetDown(true)
+	fetches := ks.Count("/meta")
+	cmd = startCaddyProcess(t, bin, file, dir, admin, &logs)
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	if code := send(); code != 200 {
+		t.Fatalf("restarted with the list's server down: %d\n%s", code, logs.String())
+	}
+	if ks.Count("/meta") == fetches {
+		t.Fatal("the restarted server did not try to fetch the list")
+	}
 }
