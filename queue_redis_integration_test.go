@@ -301,48 +301,13 @@ func queueFailover(t *testing.T, lines, extra string, crash func()) (acked, lost
 	if code := adminJSON(t, http.MethodPost, a.admin+"/webhook/queues/fleet/pause", nil); code != 200 {
 		t.Fatalf("pause: %d", code)
 	}
-	ackedBodies := map[string]string{}
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var refused atomic.Int64
-	for sdr := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			srv := []*fleetQueueServer{a, b}[sdr%2]
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				body := fmt.Sprintf(`{"sender":%d,"n":%d}`, sdr, i)
-				id, _, _ := queued(t, srv.url, body)
-				if id == "" {
-					refused.Add(1)
-					time.Sleep(20 * time.Millisecond)
-					continue
-				}
-				mu.Lock()
-				ackedBodies[id] = body
-				mu.Unlock()
-			}
-		}()
-	}
+	l := startSenders(t, []*fleetQueueServer{a, b}, 6)
 	time.Sleep(time.Second)
 	crash()
 	// Accepting again after the fault.
-	mu.Lock()
-	n0 := len(ackedBodies)
-	mu.Unlock()
-	waitUntil(t, 30*time.Second, "accepting again after the failover", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(ackedBodies) > n0+50
-	})
-	close(stop)
-	wg.Wait()
+	n0 := l.count()
+	waitUntil(t, 30*time.Second, "accepting again after the failover", func() bool { return l.count() > n0+50 })
+	ackedBodies := l.finish()
 	// A server's Redis client may take a few seconds more than the
 	// Sentinels to find the new master (go-redis probes a master it
 	// could not dial once a second): the operator's resume is retried.
@@ -383,7 +348,7 @@ func queueFailover(t *testing.T, lines, extra string, crash func()) (acked, lost
 			t.Errorf("item %s arrived as %q, was %q", id, d[id][0].body, body)
 		}
 	}
-	t.Logf("%d acknowledged, %d lost, %d refusals during the fault (sent again)", len(ackedBodies), lost, refused.Load())
+	t.Logf("%d acknowledged, %d lost, %d refusals during the fault (sent again)", len(ackedBodies), lost, l.refused.Load())
 	if lost > 0 && os.Getenv("QDEBUG") != "" {
 		t.Logf("a: %+v b: %+v", queueState(t, a.admin, "fleet"), queueState(t, b.admin, "fleet"))
 		t.Logf("a logs: %.3000s", a.logs.String())
@@ -490,34 +455,7 @@ func TestQueueClusterReshardUnderLoad(t *testing.T) {
 	opts := "concurrency 8"
 	a := startFleetQueue(t, clusterLines(c), be.addr, opts)
 	b := startFleetQueue(t, clusterLines(c), be.addr, opts)
-	ackedBodies := map[string]string{}
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var refused atomic.Int64
-	for sdr := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			srv := []*fleetQueueServer{a, b}[sdr%2]
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				body := fmt.Sprintf(`{"sender":%d,"n":%d}`, sdr, i)
-				id, _, _ := queued(t, srv.url, body)
-				if id == "" {
-					refused.Add(1)
-					continue
-				}
-				mu.Lock()
-				ackedBodies[id] = body
-				mu.Unlock()
-			}
-		}()
-	}
+	l := startSenders(t, []*fleetQueueServer{a, b}, 4)
 	time.Sleep(time.Second)
 	from := queueMaster(t, c)
 	slot := clusterKeySlot(t, from, "webhook:q:{fleet}:s")
@@ -532,8 +470,7 @@ func TestQueueClusterReshardUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
+	ackedBodies := l.finish()
 	dups := waitDelivered(t, be, ackedBodies, 60*time.Second)
 	waitUntil(t, 10*time.Second, "the queue to empty", func() bool {
 		qi := queueState(t, a.admin, "fleet")
@@ -542,7 +479,7 @@ func TestQueueClusterReshardUnderLoad(t *testing.T) {
 	if queueMaster(t, c) == from {
 		t.Fatal("the queue's slot did not move")
 	}
-	t.Logf("slot %d moved under load: %d acknowledged, all delivered (%d twice), %d refusals (sent again)", slot, len(ackedBodies), dups, refused.Load())
+	t.Logf("slot %d moved under load: %d acknowledged, all delivered (%d twice), %d refusals (sent again)", slot, len(ackedBodies), dups, l.refused.Load())
 }
 
 func clusterKeySlot(t *testing.T, n *redistest.Server, key string) int {
@@ -663,4 +600,58 @@ func TestQueueShardedOnCluster(t *testing.T) {
 		t.Fatalf("the 6 shards' keys are on %d master(s), want them spread", holders)
 	}
 	t.Logf("6 shards on %d of 3 masters", holders)
+}
+
+// senders deliver fresh signed deliveries through servers, each sender
+// to one server, until finished; a refused one is counted, and the
+// sender goes on with the next after a pause.
+type senders struct {
+	mu      sync.Mutex
+	acked   map[string]string // queue id -> body
+	refused atomic.Int64
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startSenders(t *testing.T, servers []*fleetQueueServer, n int) *senders {
+	l := &senders{acked: map[string]string{}, stop: make(chan struct{})}
+	for sdr := range n {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			srv := servers[sdr%len(servers)]
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf(`{"sender":%d,"n":%d}`, sdr, i)
+				id, _, _ := queued(t, srv.url, body)
+				if id == "" {
+					l.refused.Add(1)
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				l.mu.Lock()
+				l.acked[id] = body
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// count is how many deliveries have been acknowledged so far.
+func (l *senders) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+// finish stops the senders and returns what was acknowledged.
+func (l *senders) finish() map[string]string {
+	close(l.stop)
+	l.wg.Wait()
+	return l.acked
 }

@@ -2,11 +2,9 @@ package store
 
 import (
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -58,18 +56,9 @@ func (a *App) openIPRanges(ctx caddy.Context) (*ipranges.Manager, string, error)
 	sum := sha256.Sum256(fp)
 	key := "ipranges:" + hex.EncodeToString(sum[:])
 	val, _, err := ipManagers.LoadOrNew(key, func() (caddy.Destructor, error) {
-		var roots *x509.CertPool
-		if len(cfg.RootCA) > 0 {
-			roots = x509.NewCertPool()
-			for _, f := range cfg.RootCA {
-				pem, err := os.ReadFile(f)
-				if err != nil {
-					return nil, fmt.Errorf("ip_ranges: root_ca: %w", err)
-				}
-				if !roots.AppendCertsFromPEM(pem) {
-					return nil, fmt.Errorf("ip_ranges: root_ca %s holds no certificate", f)
-				}
-			}
+		roots, err := readRoots(cfg.RootCA)
+		if err != nil {
+			return nil, fmt.Errorf("ip_ranges: %w", err)
 		}
 		m := ipranges.New(ipranges.Config{Refresh: time.Duration(cfg.Refresh), Roots: roots, Storage: storageOf(ctx),
 			Observe: func(provider string, ok bool, why string, l *ipranges.List) {

@@ -59,18 +59,9 @@ func (a *App) openKeys() (*keyfetch.Source, string, error) {
 	sum := sha256.Sum256(fp)
 	key := "keys:" + hex.EncodeToString(sum[:])
 	val, _, err := sources.LoadOrNew(key, func() (caddy.Destructor, error) {
-		var roots *x509.CertPool
-		if len(cfg.RootCA) > 0 {
-			roots = x509.NewCertPool()
-			for _, f := range cfg.RootCA {
-				pem, err := os.ReadFile(f)
-				if err != nil {
-					return nil, fmt.Errorf("root_ca: %w", err)
-				}
-				if !roots.AppendCertsFromPEM(pem) {
-					return nil, fmt.Errorf("root_ca %s: no PEM certificate", f)
-				}
-			}
+		roots, err := readRoots(cfg.RootCA)
+		if err != nil {
+			return nil, err
 		}
 		return pooledSource{keyfetch.New(keyfetch.Config{
 			Timeout:    time.Duration(cfg.Timeout),
@@ -124,4 +115,23 @@ func (c *KeysConfig) validate() error {
 		}
 	}
 	return nil
+}
+
+// readRoots reads root_ca files into a pool (nil without files: the
+// system's roots).
+func readRoots(files []string) (*x509.CertPool, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	roots := x509.NewCertPool()
+	for _, f := range files {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("root_ca: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("root_ca %s: no PEM certificate", f)
+		}
+	}
+	return roots, nil
 }
