@@ -254,8 +254,8 @@ func (m *Manager) Watch(provider string, src Published) {
 	go m.run(ctx, provider, src, ready)
 }
 
-// Wait waits up to d for provider's first attempt (storage and one
-// fetch) to finish.
+// Wait waits up to d for provider's list: read back from storage, or
+// else the first fetch's outcome.
 func (m *Manager) Wait(provider string, d time.Duration) {
 	m.mu.Lock()
 	ready := m.ready[provider]
@@ -291,6 +291,13 @@ func (m *Manager) run(ctx context.Context, provider string, src Published, ready
 		}
 	}
 	first := true
+	if m.Get(provider) != nil {
+		// The last good list is in force: nobody waits for the fetch
+		// (a provider that does not answer would hold them until the
+		// fetch's timeout).
+		close(ready)
+		first = false
+	}
 	for {
 		m.refresh(ctx, provider, src)
 		if first {

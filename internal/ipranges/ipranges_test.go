@@ -182,3 +182,25 @@ func TestNoRedirect(t *testing.T) {
 		t.Fatalf("a redirect was followed: %v, %d fetches elsewhere", err, hits.Load())
 	}
 }
+
+// A list kept in storage is in force at once: Wait does not wait for a
+// fetch the provider does not answer (here it never does, and the
+// fetch's timeout is an hour).
+func TestStoredListNeedsNoFetch(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release)
+	store := &memStorage{m: map[string][]byte{storageKey("github"): []byte(`{"prefixes":["192.0.2.0/24"],"fetched":"2026-12-01T00:00:00Z"}`)}}
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	m := New(Config{Roots: roots, Storage: store, Timeout: time.Hour})
+	defer m.Close()
+	m.Watch("github", Published{URL: srv.URL + "/meta", Format: GitHubMeta})
+	m.Wait("github", time.Hour)
+	if l := m.Get("github"); l == nil || !l.Contains(netip.MustParseAddr("192.0.2.1")) {
+		t.Fatalf("the stored list: %+v", l)
+	}
+}
