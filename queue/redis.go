@@ -178,17 +178,24 @@ func consumerName() string {
 // volatile-* policies and noeviction never evict them). Where CONFIG is
 // not allowed or Redis does not answer, it returns a warning instead.
 func checkEviction(ctx context.Context, rdb redis.UniversalClient) (string, error) {
+	var mu sync.Mutex
+	unlimited := false
 	check := func(ctx context.Context, c *redis.Client) error {
-		kv, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
+		kv, err := c.ConfigGet(ctx, "maxmemory*").Result()
 		if err != nil {
 			return err
 		}
+		at := c.Options().Addr
+		if _, _, err := net.SplitHostPort(at); err != nil {
+			at = "the Sentinels' master" // a failover client's Addr is a name
+		}
 		if p := kv["maxmemory-policy"]; strings.HasPrefix(p, "allkeys-") {
-			at := c.Options().Addr
-			if _, _, err := net.SplitHostPort(at); err != nil {
-				at = "the Sentinels' master" // a failover client's Addr is a name
-			}
 			return fmt.Errorf("%w: Redis at %s has maxmemory-policy %s, which may evict queued deliveries; set maxmemory-policy noeviction (a full Redis then refuses new deliveries with 503 queue_unavailable instead of dropping stored ones)", errEviction, at, p)
+		}
+		if kv["maxmemory"] == "0" {
+			mu.Lock()
+			unlimited = true
+			mu.Unlock()
 		}
 		return nil
 	}
@@ -206,6 +213,12 @@ func checkEviction(ctx context.Context, rdb redis.UniversalClient) (string, erro
 	}
 	if err != nil {
 		return "webhook_queue: the Redis eviction policy could not be checked (" + err.Error() + "); it must be noeviction (or volatile-*), never allkeys-*", nil
+	}
+	if unlimited {
+		// Not refused: maxmemory 0 is Redis' default, and a queue that
+		// ran without it keeps running; but a Redis that grows until the
+		// system kills it loses every queued item it held.
+		return "webhook_queue: Redis has no maxmemory: set maxmemory (with maxmemory-policy noeviction), or Redis may grow until the system kills it and the queue with it", nil
 	}
 	return "", nil
 }

@@ -217,6 +217,13 @@ func TestCheckEviction(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client()
 	ctx := context.Background()
+	// Redis' default: no maxmemory, noeviction. Warned, not refused.
+	if warning, err := checkEviction(ctx, c); err != nil || !strings.Contains(warning, "no maxmemory") {
+		t.Fatalf("no maxmemory: %v, warning %q", err, warning)
+	}
+	if err := c.ConfigSet(ctx, "maxmemory", "512mb").Err(); err != nil {
+		t.Fatal(err)
+	}
 	for policy, refused := range map[string]bool{"noeviction": false, "volatile-lru": false, "volatile-ttl": false, "allkeys-lru": true, "allkeys-lfu": true, "allkeys-random": true} {
 		if err := c.ConfigSet(ctx, "maxmemory-policy", policy).Err(); err != nil {
 			t.Fatal(err)
