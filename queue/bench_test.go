@@ -30,18 +30,24 @@ func BenchmarkLocalStoreAdd(b *testing.B) {
 			req := &Request{Method: "POST", URI: "/hooks/github", Host: "hooks.example.com", Proto: "HTTP/1.1", RemoteAddr: "192.0.2.1:4242",
 				Header: http.Header{"Content-Type": {"application/json"}, "X-Hub-Signature-256": {"sha256=00"}, "X-Github-Delivery": {"d"}}}
 			b.SetBytes(int64(size))
-			// RunParallel starts parallelism × GOMAXPROCS goroutines.
-			b.SetParallelism(max(1, *benchWriters/goruntime.GOMAXPROCS(0)))
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					now := time.Now()
-					if err := s.Add(&Item{ID: NewID(now), Received: now, Due: now}, req, body); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			addParallel(b, s, req, body)
 		})
 	}
+}
+
+// addParallel stores b.N items from -writers concurrent writers (32 by
+// default, as connections through Caddy).
+func addParallel(b *testing.B, s Store, req *Request, body []byte) {
+	// RunParallel starts parallelism × GOMAXPROCS goroutines.
+	b.SetParallelism(max(1, *benchWriters/goruntime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			now := time.Now()
+			if err := s.Add(&Item{ID: NewID(now), Received: now, Due: now}, req, body); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -100,17 +100,8 @@ func BenchmarkRedisAccept(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.SetParallelism(16)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				now := time.Now()
-				if err := s.Add(&Item{ID: NewID(now), Received: now, Due: now}, req, body); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+		defer s.Close()
+		addParallel(b, s, req, body)
 	})
 	b.Run("raw_xadd_pipelined", func(b *testing.B) {
 		srv := redistest.Start(b)
