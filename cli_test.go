@@ -210,6 +210,9 @@ func TestCLIHandshakeThroughRealCaddy(t *testing.T) {
 		if p.Handshake.TokenParam != "" {
 			key += "\n\t\t\t\tverify_token {env.CLI_HS_TOKEN}"
 		}
+		if p.JWT != nil {
+			key += "\n\t\t\t\taudience *"
+		}
 		fmt.Fprintf(&routes, `
 		route /%s {
 			webhook_auth %s {

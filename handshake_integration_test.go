@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
 // Every provider's handshake, from the shared challenge vectors, through
@@ -33,6 +35,9 @@ func TestHandshakesThroughCaddy(t *testing.T) {
 			key = "secret meta-app-secret-0123456789\n\t\t\t\tverify_token {env.IT_HS_meta}"
 		case v.Secret == "":
 			key = "secret " + name + "-secret-0123456789"
+		}
+		if p, _ := webhookauth.LookupPreset(name); p.JWT != nil {
+			key += "\n\t\t\t\taudience *"
 		}
 		t.Setenv("IT_HS_"+name, v.Secret)
 		// The signed vectors were made in 2025: no replay window here.

@@ -210,6 +210,9 @@ func schemeLine(p webhookauth.Preset) string {
 	if p.Key == webhookauth.KeyFetched {
 		return "keys fetched from the provider (see --provider " + p.Name + ")"
 	}
+	if p.JWT != nil {
+		return "a JWT (HS256) signed with the secret; the body is not signed"
+	}
 	alg := string(sc.Algorithm)
 	if sc.Encoding != "" {
 		alg += " " + string(sc.Encoding)
@@ -319,7 +322,7 @@ func deliveryFlags(cmd *cobra.Command) {
 	f.String("key-id", "", "pubsub: your key's id in the key set you serve (the webhook app's keys jwks_url)")
 	f.String("topic-arn", "", "sns: the topic ARN")
 	f.String("webhook-id", "", "paypal: the webhook id the endpoint is configured with")
-	f.String("audience", "", "pubsub: the audience the endpoint is configured with")
+	f.String("audience", "", "pubsub, monday: the audience the endpoint is configured with")
 	f.String("service-account", "", "pubsub: the service account email to put in the token")
 }
 
@@ -594,6 +597,9 @@ func readDelivery(fl caddycmd.Flags, stdin io.Reader, target string, extra http.
 	if p.Key == webhookauth.KeyFetched {
 		return signFetched(p, secret, fl, body, ts)
 	}
+	if p.JWT != nil {
+		return signJWT(p, secret, fl.String("audience"), body, ts)
+	}
 	ct := fl.String("content-type")
 	if v := extra.Get("Content-Type"); v != "" {
 		if ct != "" && ct != v {
@@ -657,6 +663,17 @@ func signTo(provider, secret string, body []byte, id string, ts time.Time, targe
 	names := []string{p.Scheme.SignatureHeader, p.Scheme.TimestampHeader, p.Scheme.IDHeader}
 	h.Del("Content-Type") // sent by send, not printed by sign
 	return &delivery{names: names, body: body, header: h, id: id, idHeader: p.Scheme.IDHeader, contentType: ct}, nil
+}
+
+// signJWT writes the token a JWT sender (monday.com) sends: issued at
+// ts, for five minutes, for audience (the endpoint's URL).
+func signJWT(p webhookauth.Preset, secret, audience string, body []byte, ts time.Time) (*delivery, error) {
+	if audience == "" {
+		return nil, fmt.Errorf("%s: --audience is required: the endpoint URL the token is for (the handler's 'audience')", p.Name)
+	}
+	tok := webhookauth.SignJWT([]byte(secret), audience, ts, 5*time.Minute)
+	h := http.Header{p.JWT.Header: {tok}}
+	return &delivery{names: []string{p.JWT.Header}, body: body, header: h, contentType: "application/json"}, nil
 }
 
 // signFetched signs for a sender whose keys are fetched, with the user's

@@ -64,7 +64,7 @@ parts: --url, --method, --header and --body-file.`,
 	f.String("at", "", "verify as if it were this time, Unix seconds or RFC 3339 (default: now), for a capture older than the replay window")
 	f.StringArray("topic-arn", nil, "sns: a topic ARN the endpoint accepts (repeatable; default *, any topic)")
 	f.String("webhook-id", "", "paypal: the webhook id the endpoint is configured with")
-	f.String("audience", "", "pubsub: the audience the endpoint is configured with")
+	f.String("audience", "", "pubsub, monday: the audience the endpoint is configured with")
 	f.String("service-account", "", "pubsub: the only service account accepted (default *, any account)")
 	f.StringArray("keys-host", nil, "sns, paypal, pubsub: sender=host, a host the sender's keys may come from instead of the provider's (repeatable; testing with a key server of your own)")
 	f.StringArray("keys-root-ca", nil, "sns, paypal, pubsub: a PEM file of roots replacing the system's for the key servers and certificates (testing)")
@@ -201,6 +201,9 @@ func verifyHandler(fl caddycmd.Flags) (*webhookauth.Handler, error) {
 	}
 	if p.Name == "pubsub" && h.ServiceAccount == "" {
 		h.ServiceAccount = "*"
+	}
+	if p.JWT != nil && h.Audience == "" {
+		h.Audience = "*"
 	}
 	if len(h.Secrets)+len(h.PublicKeys) == 0 && p.Key != webhookauth.KeyFetched {
 		return nil, errors.New("--secret-env or --public-key-env is required with --provider")

@@ -106,7 +106,7 @@ func TestVerifyOutsideVectors(t *testing.T) {
 	n := 0
 	for i, v := range loadVectors(t) {
 		p, err := webhookauth.LookupPreset(presetOf(v))
-		if err != nil || v.Kind != "delivery" || v.Variant == "v1a" || p.Key == webhookauth.KeyFetched {
+		if err != nil || v.Kind != "delivery" || v.Variant == "v1a" || !p.Compiled() {
 			continue
 		}
 		raw, target := v.rawRequest()

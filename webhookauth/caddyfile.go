@@ -55,7 +55,7 @@ import (
 //		topic_arn        <arn>           # sns: repeatable; only these topics
 //		confirm_subscription on|off      # sns: confirm subscriptions here (default off)
 //		webhook_id       <id>            # paypal: the webhook's id (required)
-//		audience         <aud>           # pubsub: the push subscription's audience (required)
+//		audience         <aud>           # pubsub: the push subscription's audience; monday: the endpoint URL or * (required)
 //		service_account  <email>         # pubsub: the only account whose tokens are accepted
 //	}
 func (handler *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {

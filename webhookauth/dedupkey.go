@@ -71,6 +71,9 @@ func (p Preset) DedupKeyText() string {
 	case "pubsub":
 		return "the unsigned message.messageId with a digest of the body (retries absorbed; a copy under a new id is not caught)"
 	}
+	if p.JWT != nil {
+		return "the unsigned " + p.IDField + " with a digest of the body (retries absorbed; a copy under a new id is not caught)"
+	}
 	s, err := p.Scheme.Compile()
 	if err != nil {
 		return "unknown"

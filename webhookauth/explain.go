@@ -59,7 +59,7 @@ func (h *Handler) Explain(r *http.Request, now time.Time) (*Explanation, error) 
 	}
 	e := &Explanation{SecretIndex: -1}
 	var s *Scheme
-	if h.fetched != nil {
+	if h.custom != nil {
 		p, _ := LookupPreset(h.label)
 		e.add("scheme", "%s: %s", h.label, strings.ReplaceAll(p.Summary, "`", ""))
 	} else {
@@ -72,7 +72,11 @@ func (h *Handler) Explain(r *http.Request, now time.Time) (*Explanation, error) 
 		// The checks are the sender's own code (SNS's canonical
 		// string, PayPal's CRC, Pub/Sub's token): the verdict's detail
 		// says which failed.
-		e.add("keys", "fetched over HTTPS from the sender's allowlisted hosts only, then cached; the signature is checked with them")
+		if p, _ := LookupPreset(h.label); p.Key == KeyFetched {
+			e.add("keys", "fetched over HTTPS from the sender's allowlisted hosts only, then cached; the signature is checked with them")
+		} else {
+			e.add("keys", "%d secret(s) configured; the token's HS256 signature is checked with each", len(h.Secrets))
+		}
 	} else {
 		describeRequest(e, s, r, body, h, now)
 	}

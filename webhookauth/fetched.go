@@ -34,10 +34,11 @@ type KeyPolicy struct {
 	JWKSURL string
 }
 
-// fetchedScheme verifies a sender whose keys are fetched. begin checks the
-// headers alone; verify checks the whole delivery and returns its id and
-// event type.
-type fetchedScheme interface {
+// customScheme verifies a sender by code of its own rather than by a
+// compiled Scheme: those whose keys are fetched, and monday.com's JWT.
+// begin checks the headers alone; verify checks the whole delivery and
+// returns its id and event type.
+type customScheme interface {
 	begin(r *http.Request) *Rejection
 	verify(ctx context.Context, r *http.Request, body []byte, now time.Time) (id, event string, rej *Rejection)
 	// idSigned: the id verify returns is covered by the signature.
@@ -89,11 +90,11 @@ func (h *Handler) provisionFetched(ctx interface {
 	case "sns":
 		// Report mode changes nothing a sender sees: the confirmation
 		// goes to the backend like any delivery.
-		h.fetched = &snsScheme{fetchedSettings: set, topics: h.TopicARNs, confirm: h.ConfirmSubscription && h.Mode != ModeReport}
+		h.custom = &snsScheme{fetchedSettings: set, topics: h.TopicARNs, confirm: h.ConfirmSubscription && h.Mode != ModeReport}
 	case "paypal":
-		h.fetched = &paypalScheme{fetchedSettings: set, webhookID: h.WebhookID}
+		h.custom = &paypalScheme{fetchedSettings: set, webhookID: h.WebhookID}
 	case "pubsub":
-		h.fetched = &pubsubScheme{fetchedSettings: set, audience: h.Audience, account: h.ServiceAccount}
+		h.custom = &pubsubScheme{fetchedSettings: set, audience: h.Audience, account: h.ServiceAccount}
 	default:
 		return errors.New("no fetched-key scheme for " + p.Name)
 	}

@@ -593,13 +593,13 @@ func BenchmarkVerifyFetched(b *testing.B) {
 		r, body := v.request()
 		ctx := r.Context()
 		now := time.Unix(v.VerifyAt, 0)
-		if _, _, rej := h.fetched.verify(ctx, r, body, now); rej != nil {
+		if _, _, rej := h.custom.verify(ctx, r, body, now); rej != nil {
 			b.Fatal(rej)
 		}
 		b.Run("webhook_auth/"+v.Provider, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, rej := h.fetched.verify(ctx, r, body, now); rej != nil {
+				if _, _, rej := h.custom.verify(ctx, r, body, now); rej != nil {
 					b.Fatal(rej)
 				}
 			}

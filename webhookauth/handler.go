@@ -197,9 +197,10 @@ type Handler struct {
 	// verifyToken is the digest of VerifyToken, if set.
 	hs       *Handshake
 	answerHS bool
-	// fetched verifies a sender whose keys are fetched, instead of
-	// verifier; keySource, when set, replaces the webhook app's (tests).
-	fetched     fetchedScheme
+	// custom verifies, instead of verifier, a sender whose keys are
+	// fetched or whose scheme is code of its own (monday.com's JWT);
+	// keySource, when set, replaces the webhook app's (tests).
+	custom      customScheme
 	keySource   KeySource
 	verifyToken *[sha256.Size]byte
 	readTimeout time.Duration
@@ -268,6 +269,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if p.Key == KeyFetched {
 		if err := h.provisionFetched(ctx, p, tolerance); err != nil {
+			return fmt.Errorf("webhook_auth %s: %w", h.label, err)
+		}
+	} else if p.JWT != nil {
+		if err := h.provisionJWT(p, tolerance); err != nil {
 			return fmt.Errorf("webhook_auth %s: %w", h.label, err)
 		}
 	} else if err := h.provisionSigned(scheme, p, tolerance); err != nil {
@@ -350,9 +355,23 @@ func (h *Handler) provisionSigned(scheme *Scheme, p Preset, tolerance time.Durat
 // validateFetched checks the settings of the senders whose keys are
 // fetched, and that no other handler uses them.
 func (h *Handler) validateFetched(p Preset) error {
+	if p.JWT != nil {
+		if len(h.TopicARNs) > 0 || h.ConfirmSubscription || h.WebhookID != "" || h.ServiceAccount != "" {
+			return fmt.Errorf("webhook_auth %s: takes 'audience', not 'topic_arn', 'confirm_subscription', 'webhook_id' or 'service_account'", p.Name)
+		}
+		// Every endpoint of one app shares its secret: a token minted
+		// for another must not pass here, unless '*' says so.
+		if h.Audience == "" {
+			return fmt.Errorf("webhook_auth %s: 'audience' is required: the endpoint URL the tokens are issued for (their aud claim), or '*' to accept a token for any of the app's endpoints", p.Name)
+		}
+		if len(h.PublicKeys) > 0 {
+			return fmt.Errorf("webhook_auth %s: the tokens are signed with a shared secret: use 'secret', not 'public_key'", p.Name)
+		}
+		return nil
+	}
 	if p.Key != KeyFetched {
 		if len(h.TopicARNs) > 0 || h.ConfirmSubscription || h.WebhookID != "" || h.Audience != "" || h.ServiceAccount != "" {
-			return fmt.Errorf("webhook_auth: 'topic_arn', 'confirm_subscription', 'webhook_id', 'audience' and 'service_account' apply to sns, paypal and pubsub")
+			return fmt.Errorf("webhook_auth: 'topic_arn', 'confirm_subscription', 'webhook_id', 'audience' and 'service_account' apply to sns, paypal and pubsub ('audience' to monday too)")
 		}
 		return nil
 	}
@@ -421,7 +440,7 @@ func (h *Handler) compileScheme() (*Scheme, Preset, error) {
 			return nil, p, fmt.Errorf("webhook_auth: %w", err)
 		}
 	}
-	if p.Key == KeyFetched {
+	if !p.Compiled() {
 		if !reflect.ValueOf(h.SchemeConfig).IsZero() {
 			return nil, p, fmt.Errorf("webhook_auth %s: the scheme is fixed: it takes none of the generic scheme fields", p.Name)
 		}
@@ -779,8 +798,8 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		d.rej = tooLarge(h.maxBody)
 		return
 	}
-	if h.fetched != nil {
-		h.checkFetched(w, r, repl, d)
+	if h.custom != nil {
+		h.checkCustom(w, r, repl, d)
 		return
 	}
 	scheme := h.verifier.scheme
@@ -985,16 +1004,31 @@ var (
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
 
-// checkFetched verifies a delivery of a sender whose keys are fetched.
-func (h *Handler) checkFetched(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, d *delivery) {
-	if d.rej = h.fetched.begin(r); d.rej != nil {
+// checkCustom verifies a delivery of a sender whose keys are fetched.
+func (h *Handler) checkCustom(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, d *delivery) {
+	// A handshake in the body that comes without the sender's
+	// credential (monday.com's challenge): a small body, read, and
+	// answered only in its exact shape; anything else is refused as
+	// unsigned.
+	if h.hs != nil && h.hs.mayBeBodyChallenge(r) {
+		if d.body, d.rej, d.err = h.readBody(w, r); d.rej != nil || d.err != nil {
+			return
+		}
+		if c, ok := h.hs.matchBody(d.body.buf); ok {
+			d.handshake, d.challenge = true, c
+			return
+		}
+	}
+	if d.rej = h.custom.begin(r); d.rej != nil {
 		return
 	}
-	if d.body, d.rej, d.err = h.readBody(w, r); d.rej != nil || d.err != nil {
-		return
+	if d.body == nil {
+		if d.body, d.rej, d.err = h.readBody(w, r); d.rej != nil || d.err != nil {
+			return
+		}
 	}
 	start := time.Now()
-	id, ev, rej := h.fetched.verify(r.Context(), r, d.body.buf, h.now())
+	id, ev, rej := h.custom.verify(r.Context(), r, d.body.buf, h.now())
 	h.metrics.verify.Observe(time.Since(start).Seconds())
 	if rej == errConfirmed {
 		d.handshake, d.confirmed = true, true
@@ -1009,11 +1043,18 @@ func (h *Handler) checkFetched(w http.ResponseWriter, r *http.Request, repl *cad
 		return
 	}
 	d.verified = true
+	if h.hs != nil {
+		// The same handshake with the credential, verified.
+		if c, ok := h.hs.matchBody(d.body.buf); ok {
+			d.handshake, d.challenge = true, c
+			return
+		}
+	}
 	if id != "" {
 		d.id = id
 		repl.Set("http.webhook.id", id)
 		if h.dedup != nil {
-			if h.fetched.idSigned() {
+			if h.custom.idSigned() {
 				d.dedupKey = signedIDKey(id)
 			} else {
 				d.dedupKey = unsignedIDKey(id, d.body.buf)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -47,6 +48,15 @@ type Handshake struct {
 	// Header, instead of Param, carries the challenge (Okta's signed GET,
 	// Worldline's unsigned one).
 	Header string
+
+	// BodyField, on an unsigned POST, names the only member of the JSON
+	// object body that carries the challenge (monday.com's
+	// {"challenge": …}); the body must be that object and nothing else,
+	// at most maxChallengeBody bytes of declared length, on a request
+	// without the Unless header (the sender's credential: one that
+	// carries it is verified first, and answered when it verifies).
+	BodyField string
+	Unless    string
 
 	// Signed requests: the handshake is the verified request whose header
 	// WhenHeader equals WhenValue, or whose JSON body member WhenField
@@ -161,7 +171,7 @@ type unsignedMatch struct {
 // (chunked on HTTP/1.1, an HTTP/2 stream left open), whatever the method.
 func (hs *Handshake) matchUnsigned(r *http.Request) (unsignedMatch, bool) {
 	var m unsignedMatch
-	if hs.Signed || r.Method != hs.Method || hasBody(r) || r.URL == nil {
+	if hs.Signed || hs.BodyField != "" || r.Method != hs.Method || hasBody(r) || r.URL == nil {
 		return m, false
 	}
 	if hs.Answer == AnswerEmpty {
@@ -217,6 +227,39 @@ func (hs *Handshake) matchUnsigned(r *http.Request) (unsignedMatch, bool) {
 		return m, false
 	}
 	return m, hs.challengeOK(m.challenge)
+}
+
+// maxChallengeBody bounds the body of an unsigned handshake carried in
+// the body: monday.com's is under 100 bytes.
+const maxChallengeBody = 1024
+
+// mayBeBodyChallenge reports whether r may be an unsigned handshake
+// carried in its body, before the body is read: the method, no Unless
+// header, and a declared length within maxChallengeBody.
+func (hs *Handshake) mayBeBodyChallenge(r *http.Request) bool {
+	return hs.BodyField != "" && r.Method == hs.Method && len(r.Header.Values(hs.Unless)) == 0 &&
+		r.ContentLength > 0 && r.ContentLength <= maxChallengeBody
+}
+
+// matchBody returns the challenge when body is exactly a JSON object
+// with the one member BodyField, a string in the handshake's charset.
+func (hs *Handshake) matchBody(body []byte) (string, bool) {
+	if hs.BodyField == "" || len(body) > maxChallengeBody || !json.Valid(body) {
+		return "", false
+	}
+	val, res := jsonMember(body, hs.BodyField)
+	if res != jsonFound || len(val) == 0 || val[0] != '"' {
+		return "", false
+	}
+	// One member only: after the first member's value comes the end.
+	i := skipSpace(body, 0) + 1
+	i = skipSpace(body, stringEnd(body, skipSpace(body, i)))
+	i = skipSpace(body, valueEnd(body, skipSpace(body, i+1)))
+	if i >= len(body) || body[i] != '}' {
+		return "", false
+	}
+	c, ok := stringValue(val)
+	return c, ok && hs.challengeOK(c)
 }
 
 // hasBody reports whether r carries a body or may: a declared length

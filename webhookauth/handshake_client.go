@@ -41,9 +41,14 @@ func (p Preset) Probe(target, secret, verifyToken string, now time.Time) (*Hands
 	if hs.TokenParam != "" && verifyToken == "" {
 		return nil, fmt.Errorf("%s's handshake carries the verify token: give it", p.Name)
 	}
-	s, err := p.Scheme.Compile()
-	if err != nil {
-		return nil, err
+	// A JWT sender's handshake is probed without its token (as monday.com
+	// sends it for a webhook created with a personal API token).
+	s := &Scheme{}
+	if p.Compiled() {
+		var err error
+		if s, err = p.Scheme.Compile(); err != nil {
+			return nil, err
+		}
 	}
 	challenge := freshChallenge(hs.Charset)
 	if hs.Answer == AnswerEmpty {
@@ -72,6 +77,10 @@ func (p Preset) Probe(target, secret, verifyToken string, now time.Time) (*Hands
 	}
 	if !hs.Signed && hs.Header != "" {
 		header.Set(hs.Header, challenge)
+	}
+	if hs.BodyField != "" {
+		body = jsonObject(hs.BodyField, challenge)
+		header.Set("Content-Type", "application/json")
 	}
 	if hs.Signed {
 		switch {

@@ -52,6 +52,8 @@ func handshakeHandler(t *testing.T, vec moreVector, configure func(*Handler)) *H
 		h.Secrets, h.VerifyToken = []string{testSecrets[p.Name][0]}, vec.Secret
 	case vec.Secret != "":
 		h.Secrets = []string{vec.Secret}
+	case p.JWT != nil:
+		h.Secrets, h.Audience = []string{p.Name + "-secret-0123456789"}, "*"
 	default:
 		h.Secrets = []string{testSecrets[p.Name][0]}
 	}

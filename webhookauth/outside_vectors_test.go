@@ -37,18 +37,20 @@ type moreVector struct {
 	Secret    string `json:"secret"`
 	// Secrets, when set, are all the keys the receiver holds (Box's
 	// primary and secondary); Secret is then the first.
-	Secrets   []string          `json:"secrets"`
-	ID        string            `json:"id"`
-	Timestamp string            `json:"timestamp"`
-	PublicKey string            `json:"public_key"`
-	VerifyAt  int64             `json:"verify_at"`
-	Method    string            `json:"method"`
-	URL       string            `json:"url"`
-	Body      string            `json:"body"`
-	Headers   map[string]string `json:"headers"`
-	Params    map[string]string `json:"params"`
-	Seed      string            `json:"private_key_seed_hex"`
-	Note      string            `json:"note"`
+	Secrets   []string `json:"secrets"`
+	ID        string   `json:"id"`
+	Timestamp string   `json:"timestamp"`
+	PublicKey string   `json:"public_key"`
+	// Audience is the endpoint a JWT vector's token is for (monday).
+	Audience string            `json:"audience"`
+	VerifyAt int64             `json:"verify_at"`
+	Method   string            `json:"method"`
+	URL      string            `json:"url"`
+	Body     string            `json:"body"`
+	Headers  map[string]string `json:"headers"`
+	Params   map[string]string `json:"params"`
+	Seed     string            `json:"private_key_seed_hex"`
+	Note     string            `json:"note"`
 	// Response is what a challenge vector must be answered with: the
 	// status, these headers, and the body as bytes or as JSON.
 	Response struct {
@@ -109,8 +111,8 @@ func TestOutsideVectors(t *testing.T) {
 	resigned := 0
 	for _, vec := range vecs {
 		p, err := LookupPreset(presetOf(vec))
-		if err != nil || vec.Kind != "delivery" || vec.Variant == "v1a" || p.Key == KeyFetched {
-			continue // fetched keys: TestFetchedVectors, against a local key server
+		if err != nil || vec.Kind != "delivery" || vec.Variant == "v1a" || !p.Compiled() {
+			continue // fetched keys: TestFetchedVectors, against a local key server; JWTs: TestJWTVectors
 		}
 		if vec.CheckedBy == "" {
 			t.Fatalf("%s: no checked_by", vec.Name)
@@ -161,8 +163,8 @@ func TestOutsideVectors(t *testing.T) {
 	// the command package's checks against stripe-go and GitLab's
 	// documented header.
 	elsewhere := map[string]bool{"github": true, "slack": true, "standard": true, "stripe": true, "gitlab": true}
-	for _, name := range fetchedPresets() {
-		elsewhere[name] = true // TestFetchedVectors requires a valid and an invalid one each
+	for _, name := range customPresets() {
+		elsewhere[name] = true // TestFetchedVectors and TestJWTVectors require a valid and an invalid one each
 	}
 	for _, name := range PresetNames() {
 		if checked[name] == 0 && !elsewhere[name] {

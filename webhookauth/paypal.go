@@ -102,5 +102,5 @@ func paypalSigned(id, ts, webhookID string, body []byte) []byte {
 	return strconv.AppendUint(b, uint64(crc32.ChecksumIEEE(body)), 10)
 }
 
-// idSigned: see fetchedScheme.
+// idSigned: see customScheme.
 func (*paypalScheme) idSigned() bool { return true }

@@ -75,7 +75,16 @@ type Preset struct {
 	// answer (Adobe Sign's X-AdobeSign-ClientId): the gate sets it on the
 	// response of a verified delivery.
 	EchoHeader string
+	// JWT, for a sender that sends a token signed with the secret instead
+	// of signing the body (monday.com), says where; such a preset has no
+	// Scheme.
+	JWT *JWTPolicy
 }
+
+// Compiled reports whether the preset is verified by a compiled Scheme
+// (its Scheme fields), rather than by code of its own: the presets whose
+// keys are fetched, and those that send a JWT.
+func (p Preset) Compiled() bool { return p.Key != KeyFetched && p.JWT == nil }
 
 // objectBody makes a preset refuse bodies that are not JSON objects.
 func objectBody(p Preset) Preset {
@@ -829,6 +838,9 @@ func HandshakeTable() string {
 		case !hs.Signed && hs.Answer == AnswerEmpty:
 			how = "unsigned: exact shape only (" + hs.Method + ", no query, no body)"
 			off = "passed to the backend unverified, in that shape only"
+		case hs.BodyField != "":
+			how = "verified when it carries `" + hs.Unless + "`; without it, exact shape only (" + hs.Method + ", a JSON object with `" + hs.BodyField + "` alone, " + hs.Charset.describe() + ", at most " + strconv.Itoa(hs.MaxLen) + " bytes)"
+			off = "passed to the backend: verified with `" + hs.Unless + "`, else unverified in that shape only"
 		case !hs.Signed:
 			how = "unsigned: exact shape only (" + hs.Method + ", the documented parameters once each, " + hs.Charset.describe() + ", at most " + strconv.Itoa(hs.MaxLen) + " bytes)"
 			off = "passed to the backend unverified, in that shape only"

@@ -903,4 +903,23 @@ var morePresets = []Preset{
 			Method:  http.MethodHead, Answer: AnswerEmpty,
 		},
 	},
+	// monday.com's integration apps: a JWT, not a signature of the body.
+	// Webhooks created with a personal API token or from a board's
+	// Integrations menu carry no token at all, and cannot be verified.
+	{
+		Name:       "monday",
+		Summary:    "`Authorization: <JWT>` (alone or after `Bearer `), HS256 with the app's Signing Secret (Client Secret for app lifecycle webhooks: list both), `exp` required and `iat` checked with `tolerance` as clock-skew leeway, `aud` = `audience` (required; `*` for any endpoint of the app)",
+		DocURL:     "https://developer.monday.com/apps/docs/integration-authorization",
+		Key:        KeySecret,
+		JWT:        &JWTPolicy{Header: "Authorization"},
+		Tolerance:  time.Minute,
+		IDField:    "event.triggerUuid",
+		EventField: "event.type",
+		Unsigned:   "**the body**: the token proves the request comes from monday.com and is fresh (it lasts 5 minutes), not what it carries; keep the endpoint on HTTPS and `dedup` on (it keys on the unsigned `event.triggerUuid` with a digest of the body). Webhooks created with a personal API token or from a board's Integrations menu send no token and are refused",
+		Handshake: &Handshake{
+			Summary: "`POST {\"challenge\": \"…\"}` when a webhook is created, with or without a token: `{\"challenge\": \"…\"}` back",
+			Method:  http.MethodPost, BodyField: "challenge", Unless: "Authorization", Charset: CharsetToken, MaxLen: 256,
+			Answer: AnswerJSON, AnswerKey: "challenge",
+		},
+	},
 }

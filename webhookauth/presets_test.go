@@ -2,6 +2,7 @@ package webhookauth
 
 import (
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -46,6 +47,10 @@ func TestCatalogueEntries(t *testing.T) {
 		if p.Key == KeyFetched {
 			if p.SignatureIn == "" {
 				t.Errorf("%s: a fetched-key preset says where its signature is", p.Name)
+			}
+		} else if p.JWT != nil {
+			if p.JWT.Header == "" || !reflect.ValueOf(p.Scheme).IsZero() {
+				t.Errorf("%s: a JWT preset names its header and has no scheme", p.Name)
 			}
 		} else if _, err := p.Scheme.Compile(); err != nil {
 			t.Errorf("%s: %v", p.Name, err)

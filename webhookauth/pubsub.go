@@ -127,5 +127,5 @@ func (s *pubsubScheme) key(ctx context.Context, kid string) (*rsa.PublicKey, *Re
 	return nil, reject(ReasonSignatureInvalid, "the token names a key Google does not publish")
 }
 
-// idSigned: see fetchedScheme.
+// idSigned: see customScheme.
 func (*pubsubScheme) idSigned() bool { return false }

@@ -238,5 +238,5 @@ func checkTimestampValue(ts, layout string, now time.Time, tolerance time.Durati
 	return nil
 }
 
-// idSigned: see fetchedScheme.
+// idSigned: see customScheme.
 func (*snsScheme) idSigned() bool { return true }
