@@ -199,8 +199,8 @@ func TestCLIHandshakeThroughRealCaddy(t *testing.T) {
 	var routes strings.Builder
 	var names []string
 	for _, p := range webhookauth.Catalogue() {
-		if p.Handshake == nil {
-			continue
+		if p.Handshake == nil || p.Handshake.EnrollParam != "" {
+			continue // Asana's sets the secret: the CLI refuses to probe it (TestAsanaThroughCaddy)
 		}
 		names = append(names, p.Name)
 		key := "secret {env.CLI_HS_SECRET}"

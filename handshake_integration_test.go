@@ -20,8 +20,8 @@ import (
 func TestHandshakesThroughCaddy(t *testing.T) {
 	vecs := map[string]vector{}
 	for _, v := range append(sharedVectors(t), projectVectors(t)...) {
-		if v.Kind == "challenge" {
-			vecs[v.Provider] = v
+		if p, _ := webhookauth.LookupPreset(v.Provider); v.Kind == "challenge" && p.Handshake.EnrollParam == "" {
+			vecs[v.Provider] = v // Asana's, answered only when armed: TestAsanaThroughCaddy
 		}
 	}
 	be := newBackend(t)

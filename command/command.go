@@ -31,7 +31,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhook",
-		Usage: "sign|send|handshake|verify --provider <name> [flags] | providers [--provider <name>] | ips <provider> | queue <operation>",
+		Usage: "sign|send|handshake|verify --provider <name> [flags] | providers [--provider <name>] | ips <provider> | queue <operation> | asana arm|list|forget",
 		Short: "Signs and sends webhook deliveries as a provider would",
 		Long: `
 Signs webhook deliveries exactly as a provider does, to test an endpoint
@@ -63,12 +63,16 @@ guarded by webhook_auth without waiting for the provider.
   caddy webhook queue list|pause|resume|items|retry|redrive|drop [<queue>] [<id>]
       operates the webhook_queue queues of a running Caddy (its admin API)
 
+  caddy webhook asana arm|list|forget [<id>]
+      arms the one-time token an Asana handshake needs to set its
+      webhook's secret, and lists or forgets the enrolled webhooks
+
 Providers: ` + strings.Join(webhookauth.PresetNames(), ", ") + `.
 The body is read from --body-file, or from standard input. --secret-env
 names an environment variable holding the secret, which keeps it out of
 the shell history and the process list.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), sendCommand(), handshakeCommand(), verifyCommand(), providersCommand(), queueCommand(), ipsCommand())
+			cmd.AddCommand(signCommand(), sendCommand(), handshakeCommand(), verifyCommand(), providersCommand(), queueCommand(), ipsCommand(), asanaCommand())
 			// Without this, cobra prints the help for a mistyped
 			// subcommand and exits 0, so a script would carry on.
 			cmd.Args = cobra.ArbitraryArgs

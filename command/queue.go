@@ -85,28 +85,9 @@ func runQueue(fl caddycmd.Flags, out io.Writer) error {
 	case "drop":
 		method, path = http.MethodDelete, "/"+url.PathEscape(args[1])+"/items/"+url.PathEscape(args[2])
 	}
-	req, err := http.NewRequest(method, base+path, nil)
+	raw, err := adminCall(fl.String("address"), method, base+path)
 	if err != nil {
 		return err
-	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("the admin API at %s: %w (is Caddy running? --address)", fl.String("address"), err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s", e.Error)
-		}
-		return fmt.Errorf("the admin API answered %s", resp.Status)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer tw.Flush()

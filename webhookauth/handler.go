@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -200,11 +201,15 @@ type Handler struct {
 	// custom verifies, instead of verifier, a sender whose keys are
 	// fetched or whose scheme is code of its own (monday.com's JWT);
 	// keySource, when set, replaces the webhook app's (tests).
-	custom      customScheme
-	keySource   KeySource
-	verifyToken *[sha256.Size]byte
-	readTimeout time.Duration
-	label       string
+	custom    customScheme
+	keySource KeySource
+	// enroll holds the secrets learned from armed handshakes (Asana's),
+	// in Caddy's storage or, when set, enrollStorage (tests).
+	enroll        *enrollments
+	enrollStorage certmagic.Storage
+	verifyToken   *[sha256.Size]byte
+	readTimeout   time.Duration
+	label         string
 	// labelValue is label boxed once for the replacer.
 	labelValue any
 	idField    string
@@ -277,6 +282,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	} else if err := h.provisionSigned(scheme, p, tolerance); err != nil {
 		return err
+	}
+	if p.Handshake != nil && p.Handshake.EnrollParam != "" {
+		storage := h.enrollStorage
+		if storage == nil {
+			storage = contextStorage(ctx)
+		}
+		switch {
+		case storage != nil:
+			h.enroll = &enrollments{storage: storage, scheme: scheme, tolerance: tolerance, verifiers: map[*Enrollment]*Verifier{}}
+			useAsanaStorage(storage)
+		case len(h.Secrets) == 0:
+			// Outside a Caddy config (caddy webhook verify): no storage
+			// to learn into, so the secret must be given.
+			return fmt.Errorf("webhook_auth %s: outside a running Caddy the secret must be given: 'secret'", h.label)
+		}
 	}
 	h.readTimeout = time.Duration(h.ReadTimeout)
 	if h.readTimeout == 0 {
@@ -471,6 +491,9 @@ func (h *Handler) Validate() error {
 	}
 	if p.Key == KeyFetched {
 		// No secret: the keys are fetched.
+	} else if p.Handshake != nil && p.Handshake.EnrollParam != "" {
+		// The secrets are learned from armed handshakes; configured
+		// ones verify deliveries that carry no enrollment token.
 	} else if len(h.Secrets) == 0 && len(h.PublicKeys) == 0 {
 		if p.Key == KeyPublic {
 			return fmt.Errorf("webhook_auth: %s signs with a private key: at least one 'public_key' is required", p.Name)
@@ -784,6 +807,10 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 			return
 		}
 	}
+	if h.enroll != nil && h.hs.mayBeEnrollment(r, h.verifier.scheme.SignatureHeader) {
+		h.enrollHandshake(r, d)
+		return
+	}
 	if h.hs != nil && !h.hs.Signed {
 		if m, ok := h.hs.matchUnsigned(r); ok {
 			h.unsignedHandshake(m, d)
@@ -809,7 +836,17 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		}
 	}
 	now := h.now()
-	ver, rej := h.verifier.begin(r, now)
+	v := h.verifier
+	if h.enroll != nil {
+		// A delivery to an enrolled webhook's URL is verified with its
+		// learned secret alone.
+		if tok, ok := enrollToken(r, h.hs.EnrollParam); ok {
+			if v, d.rej = h.enroll.verifierFor(r, tok, now); d.rej != nil {
+				return
+			}
+		}
+	}
+	ver, rej := v.begin(r, now)
 	defer ver.Release()
 	// With v1 secrets and v1a keys, each entry kind has its verifier;
 	// either one matching is enough.

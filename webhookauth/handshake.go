@@ -58,6 +58,12 @@ type Handshake struct {
 	BodyField string
 	Unless    string
 
+	// EnrollParam, on an unsigned handshake carried in Header (Asana's
+	// X-Hook-Secret), names the query parameter with the one-time token
+	// an operator armed: the handshake sets the secret later deliveries
+	// are verified with, so only an armed one is answered (see asana.go).
+	EnrollParam string
+
 	// Signed requests: the handshake is the verified request whose header
 	// WhenHeader equals WhenValue, or whose JSON body member WhenField
 	// (a dotted path) is the JSON value WhenValue (`1`, `"url_verification"`).
@@ -102,6 +108,9 @@ const (
 	// AnswerEmpty: 200 with no body, to a request that carries nothing
 	// (Mandrill's HEAD when a webhook is added).
 	AnswerEmpty
+	// AnswerEchoHeader: 200 with no body and the challenge in the
+	// handshake's Header (Asana's X-Hook-Secret).
+	AnswerEchoHeader
 )
 
 // Charset is an alphabet a challenge must be written in.
@@ -171,7 +180,7 @@ type unsignedMatch struct {
 // (chunked on HTTP/1.1, an HTTP/2 stream left open), whatever the method.
 func (hs *Handshake) matchUnsigned(r *http.Request) (unsignedMatch, bool) {
 	var m unsignedMatch
-	if hs.Signed || hs.BodyField != "" || r.Method != hs.Method || hasBody(r) || r.URL == nil {
+	if hs.Signed || hs.BodyField != "" || hs.EnrollParam != "" || r.Method != hs.Method || hasBody(r) || r.URL == nil {
 		return m, false
 	}
 	if hs.Answer == AnswerEmpty {
@@ -352,6 +361,9 @@ func (hs *Handshake) answer(w http.ResponseWriter, challenge string, key []byte)
 		ctype, body = "text/plain", []byte(challenge)
 	case AnswerEmpty:
 		ctype = "text/plain"
+	case AnswerEchoHeader:
+		ctype = "text/plain"
+		w.Header().Set(hs.Header, challenge)
 	case AnswerJSON:
 		body = jsonObject(hs.AnswerKey, challenge)
 	case AnswerFixed:

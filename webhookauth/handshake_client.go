@@ -38,6 +38,9 @@ func (p Preset) Probe(target, secret, verifyToken string, now time.Time) (*Hands
 	if hs == nil {
 		return nil, fmt.Errorf("%s has no handshake (those that do: %s)", p.Name, strings.Join(handshakeNames(), ", "))
 	}
+	if hs.EnrollParam != "" {
+		return nil, fmt.Errorf("%s's handshake sets the secret the gate learns, once: a probe would spend the enrollment; arm one with `caddy webhook asana arm` and create the webhook in %s instead", p.Name, p.Name)
+	}
 	if hs.TokenParam != "" && verifyToken == "" {
 		return nil, fmt.Errorf("%s's handshake carries the verify token: give it", p.Name)
 	}

@@ -838,6 +838,9 @@ func HandshakeTable() string {
 		case !hs.Signed && hs.Answer == AnswerEmpty:
 			how = "unsigned: exact shape only (" + hs.Method + ", no query, no body)"
 			off = "passed to the backend unverified, in that shape only"
+		case hs.EnrollParam != "":
+			how = "armed only: answered when the URL carries a one-time `" + hs.EnrollParam + "` token from `caddy webhook asana arm`, which it spends; its secret is stored (see [Asana](#asana-a-secret-set-by-the-handshake))"
+			off = "passed to the backend unverified (the gate then learns no secret)"
 		case hs.BodyField != "":
 			how = "verified when it carries `" + hs.Unless + "`; without it, exact shape only (" + hs.Method + ", a JSON object with `" + hs.BodyField + "` alone, " + hs.Charset.describe() + ", at most " + strconv.Itoa(hs.MaxLen) + " bytes)"
 			off = "passed to the backend: verified with `" + hs.Unless + "`, else unverified in that shape only"

@@ -903,6 +903,14 @@ var morePresets = []Preset{
 			Method:  http.MethodHead, Answer: AnswerEmpty,
 		},
 	},
+	// Asana: the secret is set by the handshake (see asana.go).
+	withHandshake(bodyHMAC("asana", "X-Hook-Signature", "", AlgorithmHMACSHA256, EncodingHex,
+		"https://developers.asana.com/docs/webhooks-guide#security", "", "",
+		"no id, no timestamp: a captured delivery can be sent again (dedup absorbs it by its signature). Each webhook's secret is set by its handshake: the gate learns it only from a handshake an operator armed (see Asana)"), &Handshake{
+		Summary: "`POST` with `X-Hook-Secret: <secret>` when a webhook is created: 200 with the same `X-Hook-Secret`",
+		Method:  http.MethodPost, Header: "X-Hook-Secret", EnrollParam: asanaEnrollParam, Charset: CharsetToken, MaxLen: 128,
+		Answer: AnswerEchoHeader,
+	}),
 	// monday.com's integration apps: a JWT, not a signature of the body.
 	// Webhooks created with a personal API token or from a board's
 	// Integrations menu carry no token at all, and cannot be verified.

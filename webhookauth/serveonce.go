@@ -72,6 +72,9 @@ func (h *Handler) provisionDedup(ctx caddy.Context) error {
 // Cleanup releases the memory dedup store; it lives on while a newer
 // config uses it.
 func (h *Handler) Cleanup() error {
+	if h.enroll != nil {
+		releaseAsanaStorage()
+	}
 	if h.usesPool {
 		_, err := dedupPool.Delete(memoryDedupKey)
 		return err
