@@ -273,3 +273,81 @@ func TestAllowIPsRestartWithListDown(t *testing.T) {
 		t.Fatal("the restarted server did not try to fetch the list")
 	}
 }
+
+// The lists read by JSON path, through a real Caddy: Sentry's (every
+// region of outbound_requests) and Clerk's (Svix's, every region), from
+// a local HTTPS server in their documented shapes; a refresh that drops
+// the member read keeps the last good list. A documented static list
+// (Paddle's) refuses loopback without fetching anything.
+func TestAllowIPsJSONPathsThroughCaddy(t *testing.T) {
+	ks := keyserver.Start(t, fixtureDir)
+	ks.SetBody("/sentry", []byte(`{"data":{"dashboard":{"sentry_io":["127.0.0.1/32"]},"outbound_requests":{"us":["192.0.2.1/32"],"eu":["198.51.100.7/32"]}}}`))
+	ks.SetBody("/svix", []byte(`{"us":["44.228.126.217","2600:1f24:64:8000::/56"],"eu":["127.0.0.1"]}`))
+	be := newBackend(t)
+	const secret = "json-paths-secret-0123456789"
+	globals := fmt.Sprintf(`
+		webhook {
+			ip_ranges {
+				refresh 1s
+				url sentry %s/sentry
+				url clerk %s/svix
+				root_ca %s
+			}
+		}`, ks.URL, ks.URL, ks.RootFile)
+	sites := fmt.Sprintf(`:9080 {
+		route /sentry {
+			webhook_auth sentry {
+				secret %[1]s
+				allow_ips published
+			}
+			reverse_proxy %[2]s
+		}
+		route /clerk {
+			webhook_auth clerk {
+				secret whsec_c2VjcmV0LW9uZS1mb3ItdGhlLXRlc3RzLTAxMjM0NQ==
+				allow_ips published
+			}
+			reverse_proxy %[2]s
+		}
+		route /paddle {
+			webhook_auth paddle {
+				secret %[1]s
+				allow_ips published
+			}
+			reverse_proxy %[2]s
+		}
+	}`, secret, be.URL)
+	tester := newTester(t)
+	tester.InitServer(caddyConfig(globals, sites), "caddyfile")
+
+	body := []byte(`{"id":"evt_1","type":"ping"}`)
+	send := func(provider, key, path string) (int, string) {
+		t.Helper()
+		resp, out := doRequest(t, signedRequest(t, provider, key, base+path, body, time.Now()))
+		return resp.StatusCode, out
+	}
+	// Sentry's dashboard range holds loopback, its outbound ones do not.
+	if code, out := send("sentry", secret, "/sentry"); code != 403 || !strings.Contains(out, "source_ip_refused") {
+		t.Fatalf("sentry, loopback outside outbound_requests: %d %s", code, out)
+	}
+	// Svix's eu region holds loopback.
+	if code, out := send("clerk", "whsec_c2VjcmV0LW9uZS1mb3ItdGhlLXRlc3RzLTAxMjM0NQ==", "/clerk"); code != 200 {
+		t.Fatalf("clerk, loopback in Svix's eu list: %d %s", code, out)
+	}
+	if code, out := send("paddle", secret, "/paddle"); code != 403 || !strings.Contains(out, "source_ip_refused") {
+		t.Fatalf("paddle's documented list: %d %s", code, out)
+	}
+	// Sentry adds loopback to an outbound region: picked up.
+	ks.SetBody("/sentry", []byte(`{"data":{"outbound_requests":{"us":["192.0.2.1/32"],"eu":["198.51.100.7/32"],"de":["127.0.0.0/8"]}}}`))
+	waitUntil(t, 10*time.Second, "sentry's refreshed list", func() bool { code, _ := send("sentry", secret, "/sentry"); return code == 200 })
+	// The document changes shape: the list in force stays.
+	ks.SetBody("/sentry", []byte(`{"data":{"outbound":["10.0.0.0/8"]}}`))
+	before := ks.Count("/sentry")
+	waitUntil(t, 10*time.Second, "two more refreshes", func() bool { return ks.Count("/sentry") >= before+2 })
+	if code, out := send("sentry", secret, "/sentry"); code != 200 {
+		t.Fatalf("after a refresh of another shape: %d %s", code, out)
+	}
+	if got := be.take(); len(got) != 3 {
+		t.Fatalf("the backend got %d deliveries, want 3", len(got))
+	}
+}

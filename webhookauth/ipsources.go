@@ -55,6 +55,74 @@ var ipSources = map[string]*IPSource{
 		How:    "GitLab.com's documented webhook ranges (GitLab Self-Managed sends from your own instance)",
 		Read:   "2026-12-02",
 	},
+	"sentry": {
+		Published: &ipranges.Published{URL: "https://docs.sentry.io/api/ip-ranges", Format: ipranges.JSONPaths, Paths: []string{"data.outbound_requests.*"}},
+		Doc:       "https://docs.sentry.io/security-legal-pii/security/ip-ranges/",
+		How:       `every region of "data.outbound_requests" (us, eu): the addresses Sentry makes outbound requests from, webhooks included (sentry.io, not self-hosted)`,
+	},
+	"svix": {
+		Published: &ipranges.Published{URL: "https://docs.svix.com/webhook-ips.json", Format: ipranges.JSONPaths, Paths: []string{"*"}},
+		Doc:       "https://docs.svix.com/receiving/source-ips",
+		How:       "every region's list (us, eu, au, ca, in); Svix says static source addresses are not guaranteed on every pricing tier",
+	},
+	"clerk": {
+		Published: &ipranges.Published{URL: "https://docs.svix.com/webhook-ips.json", Format: ipranges.JSONPaths, Paths: []string{"*"}},
+		Doc:       "https://clerk.com/docs/guides/development/webhooks/overview",
+		How:       "Svix's list, every region: Clerk sends its webhooks through Svix and its docs point to that list",
+	},
+	"launchdarkly": {
+		Published: &ipranges.Published{URL: "https://app.launchdarkly.com/api/v2/public-ip-list", Format: ipranges.JSONPaths, Paths: []string{"outboundAddresses"}},
+		Doc:       "https://launchdarkly.com/docs/home/infrastructure/ip-list",
+		How:       `the "outboundAddresses" member (the EU instance publishes its own at app.eu.launchdarkly.com: set it with ip_ranges url)`,
+	},
+	"buildkite": {
+		Published: &ipranges.Published{URL: "https://api.buildkite.com/v2/meta", Format: ipranges.JSONPaths, Paths: []string{"webhook_ips"}},
+		Doc:       "https://buildkite.com/docs/apis/rest-api/meta",
+		How:       `the "webhook_ips" member of the meta API (CIDRs)`,
+	},
+	"paddle": {
+		Static: []string{
+			"34.194.127.46", "54.234.237.108", "3.208.120.145", "44.226.236.210", "44.241.183.62", "100.20.172.113", // sandbox
+			"34.232.58.13", "34.195.105.136", "34.237.3.244", "35.155.119.135", "52.11.166.252", "34.212.5.7", // live
+		},
+		Doc:  "https://developer.paddle.com/webhooks/about/respond-to-webhooks",
+		How:  "Paddle Billing's documented webhook addresses, sandbox and live together",
+		Read: "2026-12-03",
+	},
+	"resend": {
+		Static: []string{"44.228.126.217", "50.112.21.217", "52.24.126.164", "54.148.139.208", "2600:1f24:64:8000::/52"},
+		Doc:    "https://resend.com/docs/webhooks/create-webhook",
+		How:    "Resend's documented webhook addresses",
+		Read:   "2026-12-03",
+	},
+	"telnyx": {
+		Static: []string{
+			"192.76.120.128/29", "192.76.120.136/29", "192.76.120.144/29", // North America
+			"185.246.41.0/29", "185.246.41.8/29", "185.246.41.16/29", // Europe
+			"103.115.244.0/29", "103.115.244.8/29", // Asia-Pacific
+			"64.16.239.0/24", // AI voice services (US)
+		},
+		Doc:  "https://developers.telnyx.com/docs/voice/sip-trunking/network-configuration/ip-whitelisting",
+		How:  "Telnyx's documented webhook CIDR blocks of every region, and its AI voice services' block",
+		Read: "2026-12-03",
+	},
+	"checkbook": {
+		Static: []string{"52.10.180.255", "54.70.79.20"},
+		Doc:    "https://docs.checkbook.io/docs/api/webhooks",
+		How:    "Checkbook's documented webhook addresses",
+		Read:   "2026-12-03",
+	},
+	"pagerduty": {
+		Static: []string{
+			"44.242.69.192", "52.89.71.166", "54.213.187.133", "35.86.21.47", "52.88.94.18", "44.238.89.29", "54.241.68.46", "54.176.72.216",
+			"54.177.81.67", "13.56.49.27", "34.210.57.30", "34.210.242.134", "52.34.208.156", "34.202.21.89", "34.239.229.93", "34.231.45.166", // US
+			"18.192.91.93", "18.158.120.237", "18.194.177.30", "18.158.199.216", "3.126.25.87", "18.197.187.16", "54.76.3.62", "54.170.2.90",
+			"52.213.188.110", "54.195.179.238", "34.250.91.200", "54.76.225.71", // EU
+		},
+		Doc:  "https://github.com/PagerDuty/developer-docs/blob/main/docs/webhooks/11-Webhook-IPs.md",
+		How:  "PagerDuty's documented webhook addresses, US and EU service regions together",
+		Read: "2026-12-03",
+	},
 }
 
 // LookupIPSource returns where provider (a preset name or alias) lists

@@ -35,6 +35,12 @@ const (
 	// Atlassian: ip-ranges.atlassian.com, the items whose product lists
 	// Product and whose direction lists egress.
 	Atlassian Format = "atlassian"
+	// JSONPaths: a JSON document whose webhook senders are the arrays of
+	// strings at Paths (dotted member names; a last segment "*" takes
+	// every member of that object, each an array): Sentry's
+	// outbound_requests by region, Svix's regions, LaunchDarkly's
+	// outboundAddresses, Buildkite's webhook_ips.
+	JSONPaths Format = "json_paths"
 )
 
 // Published is where a provider publishes its list.
@@ -43,12 +49,21 @@ type Published struct {
 	Format Format
 	// Product filters Atlassian's list (bitbucket, jira).
 	Product string
+	// Paths name the lists of a JSONPaths document.
+	Paths []string
 }
 
-// Parse reads body as f, keeping only the webhook senders' ranges.
-func Parse(f Format, product string, body []byte) ([]netip.Prefix, error) {
+// same reports whether p and q are the same source.
+func (p Published) same(q Published) bool {
+	return p.URL == q.URL && p.Format == q.Format && p.Product == q.Product && slices.Equal(p.Paths, q.Paths)
+}
+
+// Parse reads body as src's format, keeping only the webhook senders'
+// ranges.
+func Parse(src Published, body []byte) ([]netip.Prefix, error) {
 	var raw []string
-	switch f {
+	product := src.Product
+	switch src.Format {
 	case GitHubMeta:
 		var m struct {
 			Hooks []string `json:"hooks"`
@@ -81,10 +96,76 @@ func Parse(f Format, product string, body []byte) ([]netip.Prefix, error) {
 				raw = append(raw, it.CIDR)
 			}
 		}
+	case JSONPaths:
+		var doc any
+		if err := json.Unmarshal(body, &doc); err != nil {
+			return nil, fmt.Errorf("not JSON: %v", err)
+		}
+		if len(src.Paths) == 0 {
+			return nil, errors.New("no paths to read")
+		}
+		for _, path := range src.Paths {
+			got, err := stringsAt(doc, path)
+			if err != nil {
+				return nil, err
+			}
+			raw = append(raw, got...)
+		}
 	default:
-		return nil, fmt.Errorf("unknown list format %q", f)
+		return nil, fmt.Errorf("unknown list format %q", src.Format)
 	}
 	return ParsePrefixes(raw)
+}
+
+// stringsAt returns the strings of the array at path in doc; with a last
+// segment "*", of every member of the object there, in name order. A
+// missing member, or a value of another shape, is an error: the document
+// changed, and the list in force stays.
+func stringsAt(doc any, path string) ([]string, error) {
+	v := doc
+	segs := strings.Split(path, ".")
+	for i, seg := range segs {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: not an object at %q", path, strings.Join(segs[:i], "."))
+		}
+		if seg == "*" && i == len(segs)-1 {
+			names := make([]string, 0, len(obj))
+			for name := range obj {
+				names = append(names, name)
+			}
+			slices.Sort(names)
+			var out []string
+			for _, name := range names {
+				got, err := stringArray(obj[name], path)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, got...)
+			}
+			return out, nil
+		}
+		if v, ok = obj[seg]; !ok {
+			return nil, fmt.Errorf("%s: no member %q", path, seg)
+		}
+	}
+	return stringArray(v, path)
+}
+
+func stringArray(v any, path string) ([]string, error) {
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an array", path)
+	}
+	out := make([]string, 0, len(arr))
+	for _, e := range arr {
+		s, ok := e.(string)
+		if !ok {
+			return nil, fmt.Errorf("%s: an entry is not a string", path)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // ParsePrefixes reads CIDRs and bare addresses (as /32 or /128).
@@ -224,7 +305,7 @@ func (m *Manager) Fetch(ctx context.Context, src Published) ([]netip.Prefix, err
 	if int64(len(body)) > m.cfg.MaxBytes {
 		return nil, fmt.Errorf("the list from %s is larger than %d bytes", u.Host, m.cfg.MaxBytes)
 	}
-	return Parse(src.Format, src.Product, body)
+	return Parse(src, body)
 }
 
 func shortError(err error) string {
@@ -241,7 +322,7 @@ func shortError(err error) string {
 func (m *Manager) Watch(provider string, src Published) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if old, ok := m.srcs[provider]; ok && old == src {
+	if old, ok := m.srcs[provider]; ok && old.same(src) {
 		return
 	}
 	if cancel := m.stop[provider]; cancel != nil {

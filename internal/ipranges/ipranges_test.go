@@ -24,7 +24,7 @@ func TestParseFormats(t *testing.T) {
 		{StripeJSON, "", `{"WEBHOOKS":["3.18.12.63","3.130.192.231"]}`, []string{"3.18.12.63/32", "3.130.192.231/32"}},
 		{Atlassian, "bitbucket", `{"items":[{"cidr":"104.192.136.0/21","product":["bitbucket"],"direction":["egress","ingress"]},{"cidr":"13.52.5.0/25","product":["jira"],"direction":["egress"]},{"cidr":"185.166.140.0/22","product":["bitbucket"],"direction":["ingress"]}]}`, []string{"104.192.136.0/21"}},
 	} {
-		got, err := Parse(c.f, c.product, []byte(c.body))
+		got, err := Parse(Published{Format: c.f, Product: c.product}, []byte(c.body))
 		if err != nil || len(got) != len(c.want) {
 			t.Fatalf("%s: %v %v", c.f, got, err)
 		}
@@ -34,8 +34,43 @@ func TestParseFormats(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Parse(GitHubMeta, "", []byte(`{"hooks":["not an address"]}`)); err == nil {
+	if _, err := Parse(Published{Format: GitHubMeta}, []byte(`{"hooks":["not an address"]}`)); err == nil {
 		t.Error("a bad entry was accepted")
+	}
+	// JSON paths, as Sentry, Svix, LaunchDarkly and Buildkite publish
+	// theirs (shapes from their documentation).
+	sentry := `{"data":{"dashboard":{"sentry_io":["35.186.247.156/32"]},"outbound_requests":{"us":["35.184.238.160/32","104.155.159.182/32"],"eu":["34.141.31.19/32"]},"uptime_monitoring":["34.123.33.225"]}}`
+	svix := `{"us":["44.228.126.217","2600:1f24:64:8000::/56"],"eu":["52.215.16.239"],"in":["13.126.41.108"]}`
+	for _, c := range []struct {
+		paths []string
+		body  string
+		want  []string
+	}{
+		{[]string{"data.outbound_requests.*"}, sentry, []string{"34.141.31.19/32", "35.184.238.160/32", "104.155.159.182/32"}},
+		{[]string{"*"}, svix, []string{"52.215.16.239/32", "13.126.41.108/32", "44.228.126.217/32", "2600:1f24:64:8000::/56"}},
+		{[]string{"outboundAddresses"}, `{"addresses":["52.0.0.0/16"],"outboundAddresses":["52.21.152.96/32"]}`, []string{"52.21.152.96/32"}},
+		{[]string{"webhook_ips"}, `{"webhook_ips":["192.0.2.0/24","198.51.100.12"]}`, []string{"192.0.2.0/24", "198.51.100.12/32"}},
+	} {
+		got, err := Parse(Published{Format: JSONPaths, Paths: c.paths}, []byte(c.body))
+		if err != nil || len(got) != len(c.want) {
+			t.Fatalf("%v: %v %v", c.paths, got, err)
+		}
+		for i, p := range got {
+			if p.String() != c.want[i] {
+				t.Errorf("%v: %s, want %s", c.paths, p, c.want[i])
+			}
+		}
+	}
+	for _, c := range []struct{ path, body string }{
+		{"data.outbound_requests.*", `{"data":{"outbound":{}}}`},
+		{"data.outbound_requests.*", `{"data":{"outbound_requests":{"us":"35.184.238.160/32"}}}`},
+		{"*", `{"us":[1]}`},
+		{"outboundAddresses", `{"outboundAddresses":{"a":["1.2.3.4"]}}`},
+		{"webhook_ips", `["192.0.2.0/24"]`},
+	} {
+		if got, err := Parse(Published{Format: JSONPaths, Paths: []string{c.path}}, []byte(c.body)); err == nil {
+			t.Errorf("%s in %s: %v accepted", c.path, c.body, got)
+		}
 	}
 }
 
