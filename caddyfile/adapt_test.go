@@ -12,6 +12,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/webhookauth/caddy-webhookauth/webhookauth"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected JSON of the adapt golden files")
@@ -276,5 +278,47 @@ func TestSubdirectiveSuggestions(t *testing.T) {
 				t.Errorf("%s lists %q, which its parser does not know: %v", c.open, n, err)
 			}
 		}
+	}
+}
+
+// TestAdaptEveryPresetAndAlias: every preset, by its name and by each
+// alias, is accepted by `caddy adapt` with the settings it requires, and
+// the adapted config names the provider as written.
+func TestAdaptEveryPresetAndAlias(t *testing.T) {
+	n := 0
+	for _, p := range webhookauth.Catalogue() {
+		key := "secret {env.S}"
+		switch {
+		case p.Key == webhookauth.KeyPublic:
+			key = "public_key MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE="
+		case p.Name == "sns":
+			key = "topic_arn arn:aws:sns:us-east-1:123456789012:t"
+		case p.Name == "paypal":
+			key = "webhook_id WH-1"
+		case p.Name == "pubsub":
+			key = "audience https://hooks.example.com/p\n\t\tservice_account *"
+		case p.JWT != nil:
+			key += "\n\t\taudience *"
+		case p.Handshake != nil && p.Handshake.EnrollParam != "":
+			key = "" // its secrets are learned (armed handshakes)
+		}
+		for _, name := range append([]string{p.Name}, p.Aliases...) {
+			text := fmt.Sprintf(":8080 {\n\twebhook_auth %s {\n\t\t%s\n\t}\n\trespond 200\n}\n", name, key)
+			if key == "" {
+				text = fmt.Sprintf(":8080 {\n\twebhook_auth %s\n\trespond 200\n}\n", name)
+			}
+			out, warn, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
+			if err != nil || len(warn) > 0 {
+				t.Errorf("%s: %v %v", name, err, warn)
+				continue
+			}
+			if !bytes.Contains(out, []byte(`"provider":"`+name+`"`)) {
+				t.Errorf("%s: adapted to %s", name, out)
+			}
+			n++
+		}
+	}
+	if n < len(webhookauth.Catalogue()) {
+		t.Fatalf("only %d adapted", n)
 	}
 }
