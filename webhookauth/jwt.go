@@ -203,30 +203,15 @@ func (*jwtScheme) idSigned() bool { return false }
 // secret, for audience, issued at now and expiring ttl later (monday.com's
 // tokens last five minutes). Tests and `caddy webhook sign` use it.
 func SignJWT(secret []byte, audience string, now time.Time, ttl time.Duration) string {
-	claims := jsonObjectRaw(
-		"aud", string(gate.AppendJSONString(nil, audience)),
-		"iat", strconv.FormatInt(now.Unix(), 10),
-		"exp", strconv.FormatInt(now.Add(ttl).Unix(), 10),
-	)
+	claims := gate.AppendJSONString([]byte(`{"aud":`), audience)
+	claims = strconv.AppendInt(append(claims, `,"iat":`...), now.Unix(), 10)
+	claims = strconv.AppendInt(append(claims, `,"exp":`...), now.Add(ttl).Unix(), 10)
+	claims = append(claims, '}')
 	enc := base64.RawURLEncoding
 	signed := enc.EncodeToString([]byte(jwtHS256Header)) + "." + enc.EncodeToString(claims)
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(signed))
 	return signed + "." + enc.EncodeToString(m.Sum(nil))
-}
-
-// jsonObjectRaw writes {"k1":v1,…} from names and raw JSON values.
-func jsonObjectRaw(kv ...string) []byte {
-	b := []byte{'{'}
-	for i := 0; i+1 < len(kv); i += 2 {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = gate.AppendJSONString(b, kv[i])
-		b = append(b, ':')
-		b = append(b, kv[i+1]...)
-	}
-	return append(b, '}')
 }
 
 // provisionJWT sets up a sender that sends a token signed with the
